@@ -1,0 +1,66 @@
+"""``ssdkd-distill check-data``: validate a dataset before a long run and summarise it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from distill.data.records import LabeledImages, load_labeled_images
+from models.errors import InputError
+from models.preprocessing import load_rgb
+
+
+@dataclass
+class DataReport:
+    root: str
+    layout: str
+    classes: list[str]
+    images: int
+    per_class: dict[str, int]
+    lesions: int
+    excluded: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "ok": self.ok}
+
+    def format(self) -> str:
+        lines = [f"dataset   {self.root} ({self.layout})",
+                 f"images    {self.images}", f"lesions   {self.lesions}", "per class:"]
+        width = max(len(c) for c in self.classes)
+        for c in self.classes:
+            n = self.per_class[c]
+            lines.append(f"  {c:<{width}} {n:>6}  {100 * n / max(self.images, 1):5.1f}%")
+        for name, n in self.excluded.items():
+            lines.append(f"excluded  {n} {name} row(s) (not a training class; pass include_unk to keep)")
+        lines.append(f"problems  {len(self.problems)}" + ("" if self.problems else " - OK"))
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def check_data(root: str | Path, decode: bool = True, include_unk: bool = False,
+               progress: bool = True) -> DataReport:
+    """Collect every problem (CSV rows, missing/corrupt images, empty classes) instead of stopping at one."""
+    ds: LabeledImages = load_labeled_images(root, include_unk=include_unk, skip_bad=True)
+    problems = list(ds.problems)
+    bad: set[str] = set()
+    if decode:
+        for r in tqdm(ds.records, desc="decoding images", unit="img", disable=not progress, leave=False):
+            try:
+                load_rgb(r.path)
+            except InputError as e:
+                problems.append(str(e))
+                bad.add(r.image_id)
+    records = [r for r in ds.records if r.image_id not in bad]
+    counts = {c: 0 for c in ds.classes}
+    for r in records:
+        counts[ds.classes[r.label]] += 1
+    problems += [f"{ds.root}: class {c} has no images" for c, n in counts.items() if n == 0]
+    return DataReport(str(ds.root), ds.layout, list(ds.classes), len(records), counts,
+                      len({r.group for r in records}), ds.excluded, problems)
