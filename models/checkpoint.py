@@ -84,7 +84,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], ModelCard]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for foreign/corrupt files
-        raise InputError(f"{path}: not an ssdkd checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        first_line = str(e).splitlines()[0][:120] if str(e) else ""
+        raise InputError(f"{path}: not an ssdkd checkpoint ({type(e).__name__}: {first_line})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "card" not in payload:
         raise InputError(f"{path}: not an ssdkd checkpoint (expected keys 'state_dict' and 'card')")
     try:

@@ -490,3 +490,12 @@ def test_weight_validation_names_the_field(cls: type, field: str, value: float) 
     object.__setattr__(valid, field, value)  # bypass construction to check validate() on its own
     with pytest.raises(ValueError, match=field):
         valid.validate()
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 2, 2), (2, 9, 2, 3)])
+def test_gram_loss_spatial_kernel_path_matches_explicit_grams(shape) -> None:
+    # C > H*W takes the HW x HW kernel route; it must equal the explicit C x C definition.
+    s = torch.randn(*shape, dtype=torch.float64)
+    t = torch.randn(*shape, dtype=torch.float64)
+    explicit = ((gram_matrix(s) - gram_matrix(t)) ** 2).mean().sqrt()
+    assert gram_loss(s, t).item() == pytest.approx(explicit.item(), rel=1e-10)

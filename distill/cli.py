@@ -1,0 +1,109 @@
+"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate (a thin layer over distill.stages)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from distill.config import METHODS, load_config
+from models.errors import InputError
+
+ABLATIONS = {  # switch -> config override (turns one SSD-KD term off)
+    "no_ce": "loss.ssd_kd.ce=0", "no_kd": "loss.ssd_kd.kd=0", "no_rot": "loss.ssd_kd.rot=0",
+    "no_sim": "loss.ssd_kd.sim=0", "no_dist": "loss.ssd_kd.dist=0", "no_angle": "loss.ssd_kd.angle=0",
+    "no_gram": "loss.ssd_kd.gram=0",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ssdkd-distill", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check-data", help="validate a dataset and print its summary")
+    c.add_argument("--data", required=True, help="dataset root (ISIC 2019 layout or class folders)")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--no-decode", action="store_true", help="skip decoding every image (faster, finds fewer problems)")
+    c.add_argument("--include-unk", action="store_true", help="keep UNK rows as a 9th class")
+
+    for name, help_ in (("teacher", "train the teacher"), ("ss-head", "train the teacher's self-supervision head"),
+                        ("student", "train/distill the student")):
+        s = sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        s.add_argument("--config", help="YAML config (e.g. configs/cpu_demo.yaml); defaults = official values")
+        s.add_argument("--data", help="dataset root (overrides data.root)")
+        s.add_argument("--out", required=True, help="run directory")
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set student_optim.epochs=5 (repeatable)")
+        s.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+        if name != "teacher":
+            s.add_argument("--teacher", help="teacher checkpoint (best.pt or its run dir)")
+        if name == "student":
+            s.add_argument("--method", choices=METHODS, help="distillation method (overrides loss.method)")
+            s.add_argument("--ss-head", help="teacher SS head (default: ss_head.pt beside the teacher checkpoint)")
+            for flag in ABLATIONS:
+                s.add_argument(f"--{flag.replace('_', '-')}", action="store_true",
+                               help=f"ablation: {ABLATIONS[flag]}")
+
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint on one split of its split file")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test", choices=("train", "val", "test"))
+    e.add_argument("--split-file", help="default: the split.json beside the checkpoint")
+    e.add_argument("--out", help="write the metrics JSON here")
+    return p
+
+
+def _config(args: argparse.Namespace):
+    overrides = list(args.set)
+    if args.data:
+        overrides.append(f"data.root={args.data}")
+    if getattr(args, "teacher", None):
+        overrides.append(f"teacher.checkpoint={args.teacher}")
+    if getattr(args, "method", None):
+        overrides.append(f"loss.method={args.method}")
+    overrides += [v for k, v in ABLATIONS.items() if getattr(args, k, False)]
+    return load_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "check-data":
+        from distill.data.check import check_data
+
+        report = check_data(args.data, decode=not args.no_decode, include_unk=args.include_unk,
+                            progress=sys.stderr.isatty())
+        print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
+        return 0 if report.ok else 1
+    if args.command == "evaluate":
+        from distill.stages import evaluate_checkpoint
+
+        m = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.split_file, args.out)
+        print(f"{args.split}: n={m['n']} accuracy {m['accuracy']:.4f}  balanced accuracy "
+              f"{m['balanced_accuracy']:.4f}  macro AUC {m['macro_auc']:.4f}")
+        return 0
+    from distill import stages
+
+    cfg = _config(args)
+    if args.command == "teacher":
+        stages.train_teacher(cfg, args.out, resume=args.resume)
+    elif args.command == "ss-head":
+        stages.train_ss_head(cfg, args.out, resume=args.resume)
+    else:
+        stages.train_student(cfg, args.out, resume=args.resume, ss_head=args.ss_head)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except InputError as e:
+        print(f"ssdkd-distill: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssdkd-distill: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

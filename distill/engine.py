@@ -1,0 +1,250 @@
+"""The training loop shared by every stage: SGD, plateau/multistep LR, early stopping on validation loss,
+atomic ``last.pt`` every epoch for exact resume, ``best.pt`` with the model card, NaN guard, DDP.
+
+Resume is exact because every epoch reseeds all RNGs (and the loader's shuffle generator) from
+``(seed, epoch)``: an epoch replayed after a kill draws the same batches, augmentations and dropout.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from distill.config import OptimConfig, RuntimeConfig
+from distill.distributed import DistInfo, all_mean, barrier, params_in_sync
+from models.atomic import atomic_save, atomic_write_text
+from models.errors import InputError
+
+
+class TrainingDiverged(InputError):
+    """A loss term became NaN/Inf: the run stops, naming the term; files written so far are kept."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+    ddp_sync: dict | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(rt: RuntimeConfig) -> torch.device:
+    if rt.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if rt.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("runtime.device=cuda but no CUDA device is available")
+    return torch.device(rt.device)
+
+
+def autocast(device: torch.device, rt: RuntimeConfig):
+    """bf16 autocast on CUDA when enabled; plain fp32 on CPU (CPU autocast is slower for these nets)."""
+    if device.type == "cuda" and rt.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def make_optimizer(params, o: OptimConfig):
+    opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=o.plateau_factor,
+                                                           patience=o.plateau_patience, min_lr=o.min_lr)
+    else:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.milestones), gamma=0.1)
+    return opt, sched
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
+
+
+def fit(
+    task: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    optim: OptimConfig,
+    run_dir: Path,
+    *,
+    evaluate: Callable[[nn.Module, DataLoader, torch.device], dict],
+    save_best: Callable[[nn.Module, dict, int], None],
+    seed: int,
+    runtime: RuntimeConfig,
+    dist: DistInfo,
+    device: torch.device,
+    num_workers: int = 0,
+    resume: bool = False,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``task`` (``forward(x, y) -> {term: loss, "total": loss}``).
+
+    ``evaluate(task, loader, device)`` returns at least ``{"val_loss": float}`` (lower is better, used for
+    the scheduler, early stopping and best selection); ``save_best(task, val_metrics, epoch)`` writes the
+    best checkpoint. Only rank 0 writes files.
+    """
+    task.to(device)
+    if hasattr(task, "frozen"):
+        task.frozen.to(device)
+    if device.type == "cuda" and runtime.channels_last:
+        task.to(memory_format=torch.channels_last)
+    params = [p for p in task.parameters() if p.requires_grad]
+    opt, sched = make_optimizer(params, optim)
+    last = run_dir / "last.pt"
+    start_epoch, best_loss, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
+    if resume and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        task.load_state_dict(state["task"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_val_loss"], state["best_epoch"]
+        bad_epochs, history = state["bad_epochs"], _read_history(run_dir / "history.csv")[: start_epoch]
+        if dist.is_main:
+            print(f"resuming {desc} from epoch {start_epoch} (best val loss {best_loss:.4f} at epoch {best_epoch})")
+    model = DistributedDataParallel(task) if dist.enabled else task
+    stopped_early = False
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, optim.epochs):
+        if best_epoch >= 0 and optim.early_stop and bad_epochs >= optim.early_stop:
+            stopped_early = True
+            break
+        epoch_seed = seed * 1000 + epoch
+        seed_everything(epoch_seed)
+        loader = _train_loader(train_set, optim.batch_size, epoch_seed, dist, num_workers, epoch)
+        t0 = time.perf_counter()
+        terms = _train_epoch(model, loader, opt, device, runtime, dist, f"{desc} {epoch + 1}/{optim.epochs}")
+        train_seconds = time.perf_counter() - t0
+        val_loader = DataLoader(val_set, batch_size=optim.batch_size, shuffle=False, num_workers=num_workers)
+        task.eval()
+        with torch.no_grad(), autocast(device, runtime):
+            val = evaluate(task, val_loader, device)
+        val_loss = val["val_loss"]
+        if not math.isfinite(val_loss):
+            raise TrainingDiverged(
+                f"validation loss became {val_loss} at epoch {epoch + 1}; last.pt keeps epoch {epoch}"
+            )
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(val_loss)
+        else:
+            sched.step()
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
+            if dist.is_main:
+                save_best(task, val, epoch)
+        else:
+            bad_epochs += 1
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": terms["total"],
+               **{f"train_{k}": v for k, v in terms.items() if k != "total"},
+               **{k if k.startswith("val_") else f"val_{k}": v for k, v in val.items() if isinstance(v, float | int)},
+               "images_per_s": len(train_set) / train_seconds, "best": improved}
+        history.append(row)
+        if dist.is_main:
+            _write_history(run_dir / "history.csv", history)
+            state = {"task": task.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "epoch": epoch, "best_val_loss": best_loss, "best_epoch": best_epoch,
+                     "bad_epochs": bad_epochs, "rng": _rng_state()}
+            atomic_save(last, lambda tmp, s=state: torch.save(s, tmp))
+            tqdm.write(f"{desc} epoch {epoch + 1}: train {terms['total']:.4f}  val loss {val_loss:.4f}  "
+                       + "  ".join(f"{k} {v:.3f}" for k, v in val.items() if k in ("accuracy", "balanced_accuracy"))
+                       + ("  *" if improved else ""))
+        barrier(dist)
+    sync = params_in_sync(task, dist) if dist.enabled else None
+    return FitResult(best_epoch + 1, best_loss, epoch + 1, stopped_early, history, sync)
+
+
+def _train_loader(ds: Dataset, batch_size: int, seed: int, dist: DistInfo, num_workers: int,
+                  epoch: int) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    if dist.enabled:
+        sampler = DistributedSampler(ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
+                          generator=g, persistent_workers=False)
+    # drop_last: a final batch of 1 breaks BatchNorm and the relational terms.
+    return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=len(ds) > batch_size,
+                      generator=g)
+
+
+def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
+                 runtime: RuntimeConfig, dist: DistInfo, desc: str) -> dict[str, float]:
+    model.train()
+    sums: dict[str, float] = {}
+    n = 0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not dist.is_main, dynamic_ncols=True)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if device.type == "cuda" and runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, runtime):
+            terms = model(x, y)
+        for k, v in terms.items():
+            if not torch.isfinite(v.detach()).all():
+                raise TrainingDiverged(f"loss term {k!r} became {v.item()} ({desc}, batch {n + 1}); "
+                                       f"the run stopped, last.pt keeps the previous epoch")
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        n += 1
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        bar.set_postfix(loss=f"{sums['total'] / n:.3f}", img_s=f"{n * x.shape[0] / (time.perf_counter() - t0):.0f}")
+    if n == 0:
+        raise InputError("the training split is smaller than one batch; lower the batch size")
+    return {k: all_mean(v / n, dist) for k, v in sums.items()}
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            out.append({k: _num(v) for k, v in row.items()})
+    return out
+
+
+def _num(v: str):
+    if v in ("True", "False"):
+        return v == "True"
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
