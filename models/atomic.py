@@ -17,12 +17,12 @@ from models.errors import InputError
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and check it is a writable directory."""
     p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{p}: output path exists and is not a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{p}: cannot create output directory ({e.strerror})") from None
-    if not p.is_dir():
-        raise InputError(f"{p}: output path exists and is not a directory")
     if not os.access(p, os.W_OK | os.X_OK):
         raise InputError(f"{p}: output directory is not writable")
     return p
