@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--teacher", help="teacher checkpoint (best.pt or its run dir)")
         if name == "student":
             s.add_argument("--method", choices=METHODS, help="distillation method (overrides loss.method)")
-            s.add_argument("--ss-head", help="teacher SS head (default: ss_head.pt beside the teacher checkpoint)")
+            s.add_argument("--ss-head", help="teacher SS head (default: TEACHER_RUN/ss_head/ss_head.pt)")
             for flag in ABLATIONS:
                 s.add_argument(f"--{flag.replace('_', '-')}", action="store_true",
                                help=f"ablation: {ABLATIONS[flag]}")

@@ -242,6 +242,12 @@ def train_ss_head(cfg: Config, out: str | Path, resume: bool = False) -> dict:
     return metrics
 
 
+def _default_ss_head(teacher_ckpt: Path) -> Path:
+    """``ss_head.pt`` in the conventional ``<teacher run>/ss_head/`` dir, else beside the teacher."""
+    nested = teacher_ckpt.parent / "ss_head" / "ss_head.pt"
+    return nested if nested.is_file() else teacher_ckpt.parent / "ss_head.pt"
+
+
 def load_ss_head(path: Path, feature_dim: int) -> SSHead:
     if not path.is_file():
         raise InputError(f"{path}: teacher SS head not found (run `ssdkd-distill ss-head` or pass --ss-head)")
@@ -275,7 +281,7 @@ def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: s
     else:
         head = None
         if cfg.loss.method == "ssd-kd":
-            head = load_ss_head(Path(ss_head) if ss_head else ckpt.parent / "ss_head.pt", teacher.feature_dim)
+            head = load_ss_head(Path(ss_head) if ss_head else _default_ss_head(ckpt), teacher.feature_dim)
         task = DistillTask(student, teacher, data.class_weights, cfg.loss, head)
     result = fit(task, data.train, data.val, cfg.student_optim, run_dir,
                  evaluate=classifier_evaluator(data.class_weights, list(data.ds.classes)),

@@ -1,0 +1,156 @@
+"""Short real runs on the embedded sample: every stage, loss goes down, kill/resume, DDP, NaN guard, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill import stages
+from distill.cli import main as distill_main
+from distill.config import load_config
+from distill.engine import TrainingDiverged
+from models import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["data.image_size=48", "data.num_workers=0", "data.max_train_images=96", "seed=3",
+        "teacher.arch=mobilenet_v2", "teacher.width=0.35", "teacher.weights=null",
+        "student.arch=mobilenet_v2", "student.width=0.35",
+        "teacher_optim.batch_size=16", "ss_head_optim.batch_size=16", "student_optim.batch_size=16",
+        "teacher_optim.lr=0.02", "ss_head_optim.lr=0.02", "student_optim.lr=0.02", "runtime.threads=1"]
+
+
+def _cfg(sample_root: Path, *extra: str):
+    return load_config(REPO / "configs" / "cpu_demo.yaml", [*TINY, f"data.root={sample_root}", *extra])
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, sample_root) -> Path:
+    run = tmp_path_factory.mktemp("teacher")
+    stages.train_teacher(_cfg(sample_root, "teacher_optim.epochs=2"), run)
+    stages.train_ss_head(_cfg(sample_root, "ss_head_optim.epochs=1", f"teacher.checkpoint={run}"), run / "ss_head")
+    return run
+
+
+def test_teacher_run_dir_has_every_output(teacher_run: Path) -> None:
+    for name in ("best.pt", "last.pt", "config.yaml", "split.json", "history.csv", "metrics.json",
+                 "confusion_matrix.png", "learning_curve.png", "ss_head/ss_head.pt"):
+        assert (teacher_run / name).is_file(), name
+    model, card = load_checkpoint(teacher_run / "best.pt")
+    assert card.arch == "mobilenet_v2" and card.input_size == 48 and card.labels[0] == "MEL"
+    assert card.training["stage"] == "teacher" and "CC BY-NC" in card.data["licence"]
+    metrics = json.loads((teacher_run / "metrics.json").read_text())
+    assert {"accuracy", "balanced_accuracy", "macro_auc", "confusion_matrix", "per_class"} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_ssd_kd_short_run_lowers_training_loss(teacher_run: Path, sample_root: Path, tmp_path: Path) -> None:
+    cfg = _cfg(sample_root, "student_optim.epochs=3", f"teacher.checkpoint={teacher_run}", "loss.method=ssd-kd")
+    metrics = stages.train_student(cfg, tmp_path)
+    hist = _history(tmp_path)
+    losses = [float(h["train_loss"]) for h in hist]
+    assert losses[-1] < losses[0], losses
+    assert {"train_ce", "train_kd", "train_rot", "train_sim", "train_dist", "train_angle", "train_gram"} <= set(hist[0])
+    assert metrics["n"] == len(json.loads((tmp_path / "split.json").read_text())["val"])
+    # the student reuses the teacher's split: no image the teacher validated on is a student training image
+    assert json.loads((tmp_path / "split.json").read_text())["val"] == json.loads(
+        (teacher_run / "split.json").read_text())["val"]
+
+
+@pytest.mark.parametrize("method", ["d-kd", "kd", "rkd", "scratch"])
+def test_every_baseline_runs_one_epoch(method: str, teacher_run: Path, sample_root: Path, tmp_path: Path) -> None:
+    cfg = _cfg(sample_root, "student_optim.epochs=1", f"teacher.checkpoint={teacher_run}", f"loss.method={method}",
+               "data.max_train_images=32")
+    stages.train_student(cfg, tmp_path)
+    _, card = load_checkpoint(tmp_path / "best.pt")
+    assert card.training["method"] == method and card.width == 0.35
+
+
+def _cli(sample_root: Path, out: Path, *extra: str) -> list[str]:
+    args = [sys.executable, "-m", "distill.cli", "student", "--config", str(REPO / "configs" / "cpu_demo.yaml"),
+            "--data", str(sample_root), "--out", str(out), "--method", "scratch"]
+    for s in [*TINY, "data.image_size=32", "data.max_train_images=64", "student_optim.epochs=3", *extra]:
+        args += ["--set", s]
+    return args
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_gives_the_same_weights(sample_root: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(_cli(sample_root, tmp_path / "full"), check=True, cwd=REPO, env=env, capture_output=True)
+    proc = subprocess.Popen(_cli(sample_root, tmp_path / "killed"), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = torch.load(last, weights_only=True)["epoch"]
+    assert done < 2, "the run finished before it could be killed"
+    subprocess.run(_cli(sample_root, tmp_path / "killed") + ["--resume"], check=True, cwd=REPO, env=env,
+                   capture_output=True)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["task"]
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["task"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert len(_history(tmp_path / "killed")) == 3
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_stay_in_sync(sample_root: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    args = [str(torchrun), "--standalone", "--nproc_per_node", "2"] + _cli(sample_root, tmp_path)[1:]
+    args += ["--set", "student_optim.epochs=1", "--set", "runtime.device=cpu"]
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    sync = json.loads((tmp_path / "metrics.json").read_text())["ddp_sync"]
+    assert sync["world_size"] == 2 and sync["in_sync"], sync
+
+
+def test_non_finite_loss_stops_with_the_term_named(sample_root: Path, tmp_path: Path, monkeypatch) -> None:
+    import distill.tasks as tasks
+
+    def nan_loss(logits, targets, class_weights):
+        return {"ce": logits.sum() * float("nan"), "total": logits.sum() * float("nan")}
+
+    monkeypatch.setattr(tasks, "scratch_loss", nan_loss)
+    cfg = _cfg(sample_root, "student_optim.epochs=1", "loss.method=scratch", "data.max_train_images=32")
+    with pytest.raises(TrainingDiverged, match=r"loss term 'ce' became nan"):
+        stages.train_student(cfg, tmp_path)
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "split.json").is_file()
+
+
+@pytest.mark.parametrize("override,match", [
+    ("loss.method=foo", "unknown method 'foo'"),
+    ("loss.ssd_kd.gram=-1", "gram is a weight and must be finite and >= 0"),
+    ("loss.ssd_kd.kd_T=0", "kd_T is a temperature"),
+    ("loss.d_kd.kd_T=-2", "kd_T is a temperature"),
+    ("student_optim.epochs=zero", "expected an integer"),
+    ("studnet.arch=x", "unknown config key 'studnet'"),
+])
+def test_bad_config_values_are_one_line_errors(override: str, match: str, sample_root, tmp_path, capsys) -> None:
+    rc = distill_main(["student", "--data", str(sample_root), "--out", str(tmp_path), "--set", override])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and err.count("\n") == 1, err
+
+
+def test_missing_teacher_and_data_are_clear(sample_root, tmp_path, capsys) -> None:
+    assert distill_main(["student", "--data", str(sample_root), "--out", str(tmp_path), "--method", "kd"]) == 2
+    assert "no teacher" in capsys.readouterr().err
+    assert distill_main(["teacher", "--out", str(tmp_path)]) == 2
+    assert "no dataset" in capsys.readouterr().err
