@@ -1,0 +1,91 @@
+package org.ssdkd.demo.core
+
+import org.json.JSONObject
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Test
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+
+/** Output -> logits -> softmax -> top-k must match `Preprocessing.logits` + `softmax` + a stable argsort. */
+class PostprocessingGoldenTest {
+    private val cases = Golden.objects(Golden.manifest.getJSONArray("postprocessing"))
+
+    @Test
+    fun goldenHasFloatAndQuantizedCases() {
+        val dtypes = cases.map { it.getString("output_dtype") }.toSet()
+        assertTrue("cases: $dtypes", "float32" in dtypes && ("int8" in dtypes || "uint8" in dtypes))
+    }
+
+    @Test
+    fun dequantizeIsExact() {
+        for (case in cases.filter { it.getString("output_dtype") != "float32" }) {
+            val q = QuantParams(case.getDouble("output_scale"), case.getInt("output_zero_point"))
+            val logits = Postprocessing.dequantize(Golden.ints(case.getJSONArray("output")), q)
+            val expected = Golden.floats(case.getJSONArray("logits"))
+            assertArrayEquals(case.getString("name"), expected, logits, 0f)
+        }
+    }
+
+    @Test
+    fun rawOutputBufferFollowsTheConfig() {
+        val config = Golden.config
+        for (case in cases.filter { it.getString("output_dtype") == config.outputType.jsonName }) {
+            val codes = Golden.ints(case.getJSONArray("output"))
+            val buf = ByteBuffer.allocateDirect(codes.size).order(ByteOrder.nativeOrder())
+            codes.forEach { buf.put(it.toByte()) }
+            val expected = Golden.floats(case.getJSONArray("logits"))
+            assertArrayEquals(case.getString("name"), expected, Postprocessing.logits(buf, config), 0f)
+        }
+    }
+
+    @Test
+    fun float32OutputBuffer() {
+        val config = PreprocessingConfig.parse(
+            JSONObject(Golden.manifest.getJSONObject("preprocessing").toString()).put("output_dtype", "float32").toString(),
+        )
+        val buf = ByteBuffer.allocateDirect(12).order(ByteOrder.nativeOrder())
+        buf.putFloat(1.5f).putFloat(-2f).putFloat(0.25f)
+        assertArrayEquals(floatArrayOf(1.5f, -2f, 0.25f), Postprocessing.logits(buf, config), 0f)
+    }
+
+    @Test
+    fun softmaxAndTopKMatchPython() {
+        for (case in cases) {
+            val name = case.getString("name")
+            val logits = Golden.floats(case.getJSONArray("logits"))
+            val probs = Postprocessing.softmax(logits)
+            assertArrayEquals(name, Golden.floats(case.getJSONArray("probabilities")), probs, 1e-6f)
+            val k = case.getInt("top_k")
+            assertArrayEquals(name, Golden.ints(case.getJSONArray("top_indices")), Postprocessing.topK(probs, k))
+            val preds = Postprocessing.predictions(probs, Golden.config.labels, k)
+            val labels = case.getJSONArray("top_labels")
+            assertEquals(name, (0 until labels.length()).map { labels.getString(it) }, preds.map { it.label })
+            assertArrayEquals(
+                name,
+                Golden.floats(case.getJSONArray("top_probabilities")),
+                preds.map { it.probability }.toFloatArray(),
+                1e-6f,
+            )
+        }
+    }
+
+    @Test
+    fun softmaxSurvivesLargeLogits() {
+        val p = Postprocessing.softmax(floatArrayOf(1000f, 999f, -1000f))
+        assertEquals(1.0, p.sumOf { it.toDouble() }, 1e-6)
+        assertTrue(p.all { it.isFinite() })
+        assertArrayEquals(intArrayOf(0, 1), Postprocessing.topK(p, 2))
+    }
+
+    @Test
+    fun percentilesInterpolateLikeNumpy() {
+        val v = DoubleArray(10) { (10 - it).toDouble() } // 10..1, unsorted on purpose
+        assertEquals(5.5, LatencyStats.percentile(v, 50.0), 1e-12)
+        assertEquals(9.1, LatencyStats.percentile(v, 90.0), 1e-12)
+        assertEquals(1.0, LatencyStats.percentile(v, 0.0), 0.0)
+        assertEquals(10.0, LatencyStats.percentile(v, 100.0), 0.0)
+        assertEquals(3.0, LatencyStats.percentile(doubleArrayOf(3.0), 90.0), 0.0)
+    }
+}
