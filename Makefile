@@ -23,7 +23,7 @@ demo-zoo: $(STAMP)
 
 test: $(STAMP)
 	bash android_demo/tools/fetch_toolchain.sh
-	$(BIN)/python -m pytest -q -ra
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -ra
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
