@@ -194,11 +194,16 @@ def _teacher_checkpoint(cfg: Config) -> Path:
     return p / "best.pt" if p.is_dir() else p
 
 
-def _teacher_split(ckpt: Path, card: ModelCard) -> Path | None:
-    """The teacher's split file, so the student never trains on images the teacher validated on."""
+def _teacher_split(ckpt: Path, card: ModelCard, data_root: str | None) -> Path | None:
+    """The teacher's split file, so the student never trains on images the teacher validated or was tested on.
+
+    Only when distilling on the teacher's own dataset; a teacher trained elsewhere (e.g. the zoo teacher used on
+    the embedded sample) gets a fresh split of the new data.
+    """
     name = card.data.get("split_file")
     p = ckpt.parent / name if name else None
-    return p if p is not None and p.is_file() else None
+    same_data = data_root is not None and Path(card.data.get("root", "")).resolve() == Path(data_root).resolve()
+    return p if p is not None and p.is_file() and same_data else None
 
 
 def train_ss_head(cfg: Config, out: str | Path, resume: bool = False) -> dict:
@@ -208,7 +213,7 @@ def train_ss_head(cfg: Config, out: str | Path, resume: bool = False) -> dict:
     teacher, card = load_checkpoint(ckpt)
     tcfg = replace(cfg, data=replace(cfg.data, image_size=card.input_size))
     mc = replace(cfg.teacher, mean=tuple(card.mean), std=tuple(card.std))
-    data = prepare_data(tcfg, run_dir, mc, dist, _teacher_split(ckpt, card))
+    data = prepare_data(tcfg, run_dir, mc, dist, _teacher_split(ckpt, card, cfg.data.root))
     task = SSHeadTask(teacher)
 
     def evaluate(t: nn.Module, loader: DataLoader, dev: torch.device) -> dict:
@@ -267,7 +272,7 @@ def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: s
     if cfg.loss.method != "scratch":
         ckpt = _teacher_checkpoint(cfg)
         teacher, card = load_checkpoint(ckpt)
-        split_file = _teacher_split(ckpt, card)
+        split_file = _teacher_split(ckpt, card, cfg.data.root)
         if card.input_size != cfg.data.image_size:
             print(f"note: teacher trained at {card.input_size}px, distilling at {cfg.data.image_size}px")
     data = prepare_data(cfg, run_dir, cfg.student, dist, split_file)
