@@ -57,3 +57,4 @@ def exported_results(real_export: Path, tmp_path_factory: pytest.TempPathFactory
 
     out = tmp_path_factory.mktemp("bench_export")
     return run_benchmark([real_export], threads="1", data=SAMPLE, max_images=40, out=out, progress=False, **FAST)
+

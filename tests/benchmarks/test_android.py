@@ -4,7 +4,6 @@ errors when adb or the device is missing. A fake ``adb`` replays real output for
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -182,9 +181,7 @@ def test_cli_android_without_binary_or_adb(tmp_path: Path, capsys: pytest.Captur
     assert "--benchmark-binary" in capsys.readouterr().err
     binary = tmp_path / "benchmark_model"
     binary.write_text("")
-    env_path = os.environ.get("PATH", "")
     assert main([str(model), "--target", "android", "--benchmark-binary", str(binary), "--adb",
                  "ssdkd-no-such-adb", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "adb not found" in err and len(err.strip().splitlines()) == 1
-    assert os.environ.get("PATH", "") == env_path

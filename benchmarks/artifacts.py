@@ -1,0 +1,239 @@
+"""Find what to benchmark: export dirs (via ``export_report.json``), single artifact files and checkpoints.
+
+Every artifact is paired with the ``preprocessing.json`` sidecar that the export wrote beside it: the
+benchmark feeds each model exactly the input the app would (layout, dtype, quantization), so a sidecar
+is required, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from models.errors import InputError
+
+EXPORT_REPORT = "export_report.json"
+EXPORT_REPORT_VERSION = 1
+TORCH_NAME = "pytorch_fp32"
+
+# File suffix -> runtime. ``.mlpackage`` is a directory.
+SUFFIX_RUNTIME = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".tflite": "litert",
+                  ".mlpackage": "coreml"}
+RUNTIMES = ("torch", "onnxruntime", "litert", "coreml")
+# Names users type for --runtimes; "tflite" is what people call the LiteRT runtime.
+RUNTIME_ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime",
+                   "onnx": "onnxruntime", "tflite": "litert", "litert": "litert", "coreml": "coreml"}
+_PRECISION = re.compile(r"_(int8_fio|int8|fp16|fp32)(?:$|[_.])")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file and how to run it."""
+
+    name: str  # file name, or TORCH_NAME for the PyTorch reference
+    path: Path
+    runtime: str  # one of RUNTIMES
+    precision: str  # fp32 / fp16 / int8 / int8_fio / unknown
+    target: str  # onnx / tflite / coreml / pytorch
+    preprocessing: Path | None  # the sidecar; None only for the torch reference (its card is the contract)
+    size_bytes: int
+    problem: str | None = None  # set when the export report lists it but it cannot be run (e.g. export failed)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.runtime == "torch"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "runtime": self.runtime, "precision": self.precision,
+                "target": self.target, "preprocessing": str(self.preprocessing) if self.preprocessing else None,
+                "size_bytes": self.size_bytes, "problem": self.problem}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Artifact:
+        side = d.get("preprocessing")
+        return cls(d["name"], Path(d["path"]), d["runtime"], d["precision"], d["target"],
+                   Path(side) if side else None, int(d["size_bytes"]), d.get("problem"))
+
+
+def parse_runtimes(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """``"torch,onnxruntime,tflite"`` -> canonical runtime names (ValueError-style InputError on typos)."""
+    if spec is None:
+        return RUNTIMES
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in (s.strip().lower() for s in items):
+        if not item:
+            continue
+        if item not in RUNTIME_ALIASES:
+            raise InputError(f"unknown runtime {item!r}; expected some of: torch, onnxruntime, tflite, coreml")
+        if RUNTIME_ALIASES[item] not in out:
+            out.append(RUNTIME_ALIASES[item])
+    if not out:
+        raise InputError("--runtimes is empty; expected some of: torch, onnxruntime, tflite, coreml")
+    return tuple(out)
+
+
+def size_on_disk(path: Path) -> int:
+    """File size, or the summed size of a directory artifact (``.mlpackage``)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def find_sidecar(path: Path) -> Path:
+    """``model_int8.tflite`` -> ``model_int8.preprocessing.json``, else ``preprocessing.json`` beside it
+    (the Android assets layout)."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    # <full name>.preprocessing.json first: model_fp32.onnx and model_fp32.tflite share a stem.
+    for cand in (path.parent / f"{path.name}.preprocessing.json", path.parent / f"{stem}.preprocessing.json",
+                 path.parent / "preprocessing.json"):
+        if cand.is_file():
+            return cand
+    raise InputError(f"{path}: no preprocessing sidecar found (looked for {stem}.preprocessing.json and "
+                     f"preprocessing.json beside it); the benchmark needs the export's preprocessing contract")
+
+
+def _precision_from_name(name: str) -> str:
+    m = _PRECISION.search(name)
+    return m.group(1) if m else "unknown"
+
+
+def _target_of(runtime: str) -> str:
+    return {"torch": "pytorch", "onnxruntime": "onnx", "litert": "tflite", "coreml": "coreml"}[runtime]
+
+
+def artifact_from_file(path: Path, sidecar: Path | None = None) -> Artifact:
+    """A single artifact path given on the command line."""
+    path = path.resolve()
+    runtime = SUFFIX_RUNTIME.get(path.suffix.lower())
+    if runtime is None:
+        raise InputError(f"{path}: unknown artifact type {path.suffix!r}; expected an export dir or a "
+                         f"{', '.join(sorted(SUFFIX_RUNTIME))} file")
+    if runtime == "torch":
+        return torch_reference(path)
+    if not path.exists():
+        raise InputError(f"{path}: artifact not found")
+    side = sidecar or find_sidecar(path)
+    precision = _precision_from_name(path.name)
+    if precision == "unknown":
+        # Fall back on the contract: an integer input means a quantized artifact.
+        dtype = json.loads(side.read_text()).get("input_dtype", "float32")
+        precision = {"float32": "fp32", "float16": "fp16", "int8": "int8", "uint8": "int8"}.get(dtype, "unknown")
+    return Artifact(path.name, path, runtime, precision, _target_of(runtime), side, size_on_disk(path))
+
+
+def torch_reference(checkpoint: Path) -> Artifact:
+    checkpoint = Path(checkpoint).resolve()
+    if not checkpoint.is_file():
+        raise InputError(f"{checkpoint}: PyTorch checkpoint not found (pass --checkpoint)")
+    return Artifact(TORCH_NAME, checkpoint, "torch", "fp32", "pytorch", None, size_on_disk(checkpoint))
+
+
+def read_export_report(export_dir: Path) -> dict:
+    path = export_dir / EXPORT_REPORT
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if report.get("schema_version") != EXPORT_REPORT_VERSION:
+        raise InputError(f"{path}: schema_version {report.get('schema_version')!r} is not supported "
+                         f"(expected {EXPORT_REPORT_VERSION})")
+    if not isinstance(report.get("artifacts"), list):
+        raise InputError(f"{path}: missing 'artifacts' list")
+    return report
+
+
+def artifacts_from_export_dir(export_dir: Path) -> tuple[list[Artifact], Path | None]:
+    """Artifacts listed in ``export_report.json`` and the checkpoint it was exported from."""
+    export_dir = export_dir.resolve()
+    if not (export_dir / EXPORT_REPORT).is_file():
+        return _scan_dir(export_dir), None
+    report = read_export_report(export_dir)
+    out: list[Artifact] = []
+    for i, entry in enumerate(report["artifacts"]):
+        where = f"{export_dir / EXPORT_REPORT}: artifacts[{i}]"
+        try:
+            path = export_dir / entry["file"]
+            runtime = entry.get("runtime") or SUFFIX_RUNTIME[path.suffix.lower()]
+        except (KeyError, TypeError):
+            raise InputError(f"{where}: needs 'file' with a known suffix and a 'runtime'") from None
+        if runtime not in RUNTIMES:
+            raise InputError(f"{where}: unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+        precision = entry.get("precision") or _precision_from_name(path.name)
+        target = entry.get("target") or _target_of(runtime)
+        if not path.exists():
+            # The export lists artifacts it failed to build: benchmark the rest, report this one as failed.
+            why = (entry.get("verification") or {}).get("reason") or "not on disk"
+            out.append(Artifact(path.name, path, runtime, precision, target, None, 0,
+                                f"listed in {EXPORT_REPORT} but missing ({why})"))
+            continue
+        side = export_dir / entry["preprocessing"] if entry.get("preprocessing") else find_sidecar(path)
+        if not side.is_file():
+            raise InputError(f"{where}: preprocessing sidecar {side} is missing")
+        out.append(Artifact(path.name, path, runtime, precision, target, side, size_on_disk(path)))
+    ckpt = report.get("checkpoint")
+    return out, Path(ckpt) if ckpt else None
+
+
+def _scan_dir(d: Path) -> list[Artifact]:
+    """A directory without an export report (e.g. copied Android assets): every known artifact in it."""
+    found = sorted(p for p in d.iterdir() if p.suffix.lower() in SUFFIX_RUNTIME and p.suffix.lower() not in
+                   (".pt", ".pth"))
+    if not found:
+        raise InputError(f"{d}: no {EXPORT_REPORT} and no .onnx/.tflite/.mlpackage artifacts in it")
+    warnings.warn(f"{d}: no {EXPORT_REPORT}; benchmarking the {len(found)} artifact(s) found in it", stacklevel=3)
+    return [artifact_from_file(p) for p in found]
+
+
+def discover(paths: list[str | Path], checkpoint: str | Path | None = None,
+             runtimes: tuple[str, ...] = RUNTIMES) -> tuple[list[Artifact], Path | None]:
+    """Expand command-line paths into artifacts, the PyTorch reference first (once), in a stable order.
+
+    The reference comes from ``--checkpoint``, else a ``.pt`` on the command line, else an export report;
+    artifacts of runtimes not in ``runtimes`` are dropped. Also returns the checkpoint (even when torch is
+    not benchmarked, its card gives parameters and MACs), or None.
+    """
+    if not paths:
+        raise InputError("nothing to benchmark: give an export dir or artifact files")
+    found: list[Artifact] = []
+    ckpt: Path | None = Path(checkpoint) if checkpoint else None
+    missing_report_ckpt: Path | None = None
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir() and p.suffix.lower() != ".mlpackage":
+            arts, report_ckpt = artifacts_from_export_dir(p)
+            found.extend(arts)
+            if ckpt is None and report_ckpt is not None:
+                if report_ckpt.is_file():
+                    ckpt = report_ckpt
+                else:
+                    missing_report_ckpt = report_ckpt
+        elif p.exists():
+            found.append(artifact_from_file(p))
+        else:
+            raise InputError(f"{p}: not found (expected an export dir or an artifact file)")
+    explicit_torch = any(a.is_reference for a in found)
+    if ckpt is not None and (checkpoint is not None or not explicit_torch):
+        found.insert(0, torch_reference(ckpt))
+    elif explicit_torch:
+        # A .pt named on the command line is the reference: move it first.
+        found.sort(key=lambda a: not a.is_reference)
+    elif missing_report_ckpt is not None and "torch" in runtimes:
+        raise InputError(f"{missing_report_ckpt}: checkpoint named in {EXPORT_REPORT} not found; pass --checkpoint "
+                         f"or leave torch out of --runtimes")
+    unique: dict[Path, Artifact] = {}
+    for a in found:
+        unique.setdefault(a.path, a)
+    names = [a.name for a in unique.values()]
+    for path, a in list(unique.items()):
+        if names.count(a.name) > 1:  # same file name from two dirs: rows must stay distinguishable
+            unique[path] = replace(a, name=f"{a.path.parent.name}/{a.name}")
+    selected = [a for a in unique.values() if a.runtime in runtimes]
+    if not selected:
+        kinds = sorted({a.runtime for a in unique.values()})
+        raise InputError(f"no artifact matches --runtimes {','.join(runtimes)} (found: {', '.join(kinds)})")
+    reference = next((a.path for a in unique.values() if a.is_reference), None)
+    return selected, reference

@@ -1,0 +1,92 @@
+"""``ssdkd-export CHECKPOINT --target onnx|tflite|coreml|all [--int8] [--fp16] ...``: a thin layer over
+:func:`export.export`.
+
+Exit codes: 0 exported and verified; 1 an artifact failed verification or the gate (files and report are kept
+for diagnosis); 2 bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from export.formats import DEFAULT_TFLITE_ROUTE, FORMATS, TFLITE_ROUTES
+from models.errors import InputError
+
+EXIT_GATE, EXIT_INPUT = 1, 2
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    targets = ", ".join(f"{name} ({fmt.note})" for name, fmt in FORMATS.items())
+    p = argparse.ArgumentParser(
+        prog="ssdkd-export",
+        description="Export a checkpoint to ONNX / TFLite / CoreML, calibrate int8 on real training images, and "
+                    "verify every artifact in its runtime against PyTorch fp32 on validation images.",
+        epilog=f"targets: {targets}. Example: ssdkd-export runs/student/best.pt --target tflite --int8",
+    )
+    p.add_argument("checkpoint", help="ssdkd checkpoint (.pt with a model card)")
+    p.add_argument("--target", default="tflite", help="onnx, tflite, coreml, all, or a comma list (default tflite)")
+    p.add_argument("--int8", action="store_true", help="add calibrated int8 artifacts")
+    p.add_argument("--fp16", action="store_true", help="add fp16 artifacts (TFLite; CoreML is fp16 anyway)")
+    p.add_argument("--calib", metavar="ROOT", help="calibration dataset (its train split; default: the card's data)")
+    p.add_argument("--calib-size", type=int, default=200, metavar="N", help="calibration images (default 200)")
+    p.add_argument("--val", metavar="ROOT", help="verification dataset (its val split; default: the card's data)")
+    p.add_argument("--val-size", type=int, default=500, metavar="N", help="verification images at most (500)")
+    p.add_argument("--split", metavar="FILE", help="split file (default: the card's split file beside the checkpoint)")
+    p.add_argument("--imgsz", type=int, metavar="N", help="input size (default: the card's input_size)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: <checkpoint dir>/export)")
+    p.add_argument("--android-demo", metavar="DIR", help="also write DIR/app/src/main/assets/{model.tflite,"
+                                                         "labels.txt,preprocessing.json} (int8 TFLite)")
+    p.add_argument("--gate-bacc-drop", type=float, default=1.0, metavar="PT",
+                   help="max balanced-accuracy drop vs fp32, in points (default 1.0)")
+    p.add_argument("--gate-agreement", type=float, default=97.0, metavar="PCT",
+                   help="min top-1 agreement with fp32, in percent (default 97)")
+    p.add_argument("--no-gate", action="store_true", help="report accuracy but never fail on it")
+    p.add_argument("--tflite-route", choices=TFLITE_ROUTES, default=DEFAULT_TFLITE_ROUTE,
+                   help="onnx2tf: ONNX -> onnx2tf -> TF converter (default, best int8 accuracy measured); "
+                        "litert: litert-torch + ai-edge-quantizer (3x faster conversion, no TensorFlow)")
+    p.add_argument("--onnx-activations", choices=("uint8", "int8"), default="uint8",
+                   help="ONNX int8 activation type (uint8 is the fast path on x86)")
+    p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="threads for conversion")
+    p.add_argument("--verbose-converters", action="store_true", help="show the converters' own logs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        from export.pipeline import export
+        from export.verify import Gate
+
+        if not 0 <= args.gate_agreement <= 100:
+            raise InputError(f"--gate-agreement is a percentage in [0, 100], got {args.gate_agreement}")
+        if args.gate_bacc_drop < 0:
+            raise InputError(f"--gate-bacc-drop must be >= 0 points, got {args.gate_bacc_drop}")
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+        report = export(
+            args.checkpoint, targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16,
+            calib=args.calib, calib_size=args.calib_size, val=args.val, imgsz=args.imgsz,
+            android_demo=args.android_demo,
+            gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
+            val_size=args.val_size, split=args.split, tflite_route=args.tflite_route,
+            onnx_activations=args.onnx_activations, dynamic_batch=args.dynamic_batch, threads=args.threads,
+            verbose=not args.quiet, quiet_converters=not args.verbose_converters,
+        )
+    except InputError as e:
+        print(f"ssdkd-export: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    if not report.passed:
+        print(f"ssdkd-export: verification failed for {len(report.failures)} artifact(s); files and "
+              f"{report.path} kept for diagnosis:\n  " + "\n  ".join(report.failures), file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

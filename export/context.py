@@ -1,0 +1,42 @@
+"""What every target module receives: the model, its card, the base preprocessing and the calibration images.
+
+Each target module exposes ``build(job, spec) -> Preprocessing``: write ``job.out_dir / spec.file`` atomically
+and return the artifact's preprocessing contract (layout, dtypes, scales) for its sidecar. Intermediate files
+(a float model that int8 is quantized from, onnx2tf's SavedModel) go to ``job.work_dir`` and ``job.cache`` so
+sibling artifacts reuse them instead of converting twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from export.calibration import ImageSet
+from export.formats import DEFAULT_TFLITE_ROUTE
+from models.checkpoint import ModelCard
+from models.errors import InputError
+from models.preprocessing import Preprocessing
+
+
+@dataclass
+class Job:
+    model: torch.nn.Module
+    card: ModelCard
+    pre: Preprocessing  # NCHW float32 at the export size, labels from the card
+    out_dir: Path
+    work_dir: Path
+    calib: ImageSet | None = None
+    threads: int = 2
+    quiet: bool = True
+    tflite_route: str = DEFAULT_TFLITE_ROUTE
+    dynamic_batch: bool = False
+    onnx_activations: str = "uint8"
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def need_calib(self, what: str) -> ImageSet:
+        if self.calib is None:
+            raise InputError(f"{what} needs calibration images: pass --calib ROOT")
+        return self.calib

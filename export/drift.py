@@ -1,0 +1,90 @@
+"""Per-layer diagnosis of a failed int8 artifact: which layers' outputs drift most from the float model.
+
+Both runtimes ship a tool for it; this module only feeds them the same validation images and reduces their
+answer to the worst few tensors by signal-to-quantization-noise ratio (SQNR, dB: lower is worse):
+
+- ONNX: onnxruntime's ``qdq_loss_debug`` (float vs QDQ model, every intermediate tensor);
+- TFLite: ai-edge-quantizer's ``validate`` (float vs quantized flatbuffer, every intermediate tensor).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from export.calibration import ImageSet
+from export.context import Job
+from export.formats import ArtifactSpec
+
+N_IMAGES = 8
+TOP = 5
+
+
+def diagnose(job: Job, spec: ArtifactSpec, images: ImageSet, n_images: int = N_IMAGES, top: int = TOP) -> list[dict]:
+    """``[{"tensor", "sqnr_db"}]`` for the ``top`` worst layers (empty when the target has no such tool)."""
+    if spec.target == "onnx":
+        worst = _onnx(job.out_dir / "model_fp32.onnx", job.out_dir / spec.file, images, job, n_images)
+    elif spec.target == "tflite":
+        worst = _tflite(job.out_dir / "model_fp32.tflite", job.out_dir / spec.file, images, job, n_images)
+    else:
+        return []
+    finite = [(t, v) for t, v in worst.items() if v is not None and not math.isnan(v)]
+    return [{"tensor": t, "sqnr_db": round(float(v), 2)} for t, v in sorted(finite, key=lambda kv: kv[1])[:top]]
+
+
+def _onnx(float_path: Path, qdq_path: Path, images: ImageSet, job: Job, n: int) -> dict[str, float]:
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from export._util import quiet
+    from export.onnx_export import INPUT_NAME
+
+    class Reader:
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= min(n, len(images)):
+                return None
+            self.i += 1
+            return {INPUT_NAME: images.model_input(job.pre, self.i - 1, self.i)}
+
+        def rewind(self) -> None:
+            self.i = 0
+
+    with tempfile.TemporaryDirectory(prefix="ssdkd-drift-") as tmp, quiet(job.quiet):
+        aug_f, aug_q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
+        modify_model_output_intermediate_tensors(str(float_path), str(aug_f))
+        modify_model_output_intermediate_tensors(str(qdq_path), str(aug_q))
+        f_acts = collect_activations(str(aug_f), Reader())
+        q_acts = collect_activations(str(aug_q), Reader())
+        err = compute_activation_error(create_activation_matching(q_acts, f_acts))
+    return {t: e.get("xmodel_err") for t, e in err.items()}
+
+
+def _tflite(float_path: Path, q_path: Path, images: ImageSet, job: Job, n: int) -> dict[str, float]:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+    from ai_edge_quantizer.utils.validation_utils import ValidationErrorMetric
+
+    from export._util import quiet
+
+    float_model = float_path.read_bytes()
+    sig = Interpreter(model_content=float_model).get_signature_list()
+    key = next(iter(sig))
+    name = sig[key]["inputs"][0]
+    nhwc = dataclasses.replace(job.pre, layout="NHWC")
+    data = {key: [{name: images.model_input(nhwc, i, i + 1)} for i in range(min(n, len(images)))]}
+    with quiet(job.quiet):
+        q = quantizer.Quantizer(bytearray(float_model), previous_quantized_model=bytearray(q_path.read_bytes()))
+        result = q.validate(data, error_metrics=[ValidationErrorMetric.SNR], num_threads=job.threads)
+    sigres = result.get_signature_comparison_result(key)
+    return {t: float(np.asarray(m.get("snr", np.nan))) for t, m in sigres.intermediate_tensors.items()}

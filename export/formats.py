@@ -1,0 +1,133 @@
+"""The format table: every target, the flags it accepts, the files it writes and what it needs installed.
+
+Requests are validated against this table before any work starts, so a bad flag or a missing dependency fails in
+a second with one clear line instead of after minutes of conversion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.errors import InputError
+
+
+@dataclass(frozen=True)
+class Format:
+    target: str
+    runtime: str  # what verification runs it with: "onnxruntime" | "litert" | "coreml"
+    flags: frozenset[str]  # precision flags this target accepts
+    modules: tuple[str, ...]  # importable modules the target needs
+    extra: str  # the pip extra that installs them
+    note: str
+
+
+FORMATS: dict[str, Format] = {
+    f.target: f
+    for f in (
+        Format("onnx", "onnxruntime", frozenset({"int8"}), ("onnx", "onnxruntime", "onnxslim"), "onnx",
+               "fp32 always; --int8 adds onnxruntime static QDQ int8"),
+        Format("tflite", "litert", frozenset({"int8", "fp16"}), ("ai_edge_litert", "ai_edge_quantizer"), "tflite",
+               "fp32 always; --fp16 adds fp16 weights; --int8 adds full-integer int8 (int8 I/O and float I/O)"),
+        Format("coreml", "coreml", frozenset({"int8", "fp16"}), ("coremltools",), "coreml",
+               "fp16 ML program always; --int8 adds int8 weights"),
+    )
+}
+# What each TFLite route needs on top of the runtime; the default route comes first (see export.tflite_export).
+ROUTE_MODULES = {"onnx2tf": ("onnx", "onnxruntime", "onnxslim", "tensorflow", "onnx2tf"), "litert": ("litert_torch",)}
+TFLITE_ROUTES = tuple(ROUTE_MODULES)
+DEFAULT_TFLITE_ROUTE = TFLITE_ROUTES[0]
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One file to produce. The names are a contract with the benchmark harness and the Android app."""
+
+    file: str
+    target: str
+    precision: str  # fp32 | fp16 | int8
+    io_dtype: str  # dtype of the model's input/output tensors
+
+    @property
+    def stem(self) -> str:
+        return self.file.rsplit(".", 1)[0]
+
+    @property
+    def sidecar(self) -> str:
+        return f"{self.stem}.preprocessing.json"
+
+    @property
+    def runtime(self) -> str:
+        return FORMATS[self.target].runtime
+
+
+def resolve_targets(targets: str | Sequence[str]) -> list[str]:
+    """``"all"``, ``"tflite"``, ``"onnx,tflite"`` or a list -> ordered unique target names."""
+    names = [targets] if isinstance(targets, str) else list(targets)
+    flat = [t.strip().lower() for name in names for t in str(name).split(",") if t.strip()]
+    if not flat:
+        raise InputError(f"no export target given; choose from {', '.join(FORMATS)} or all")
+    out: list[str] = []
+    for t in flat:
+        if t == "all":
+            out.extend(FORMATS)
+            continue
+        if t not in FORMATS:
+            close = difflib.get_close_matches(t, [*FORMATS, "all"], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"unknown export target {t!r}{hint} (choose from {', '.join(FORMATS)} or all)")
+        out.append(t)
+    return list(dict.fromkeys(t for t in FORMATS if t in out))  # table order, so output is stable
+
+
+def plan(targets: Sequence[str], int8: bool, fp16: bool) -> list[ArtifactSpec]:
+    """The artifacts a request produces, in the order they are exported and reported."""
+    specs: list[ArtifactSpec] = []
+    for t in targets:
+        if t == "onnx":
+            specs.append(ArtifactSpec("model_fp32.onnx", t, "fp32", "float32"))
+            if int8:
+                specs.append(ArtifactSpec("model_int8.onnx", t, "int8", "float32"))
+        elif t == "tflite":
+            specs.append(ArtifactSpec("model_fp32.tflite", t, "fp32", "float32"))
+            if fp16:
+                specs.append(ArtifactSpec("model_fp16.tflite", t, "fp16", "float32"))
+            if int8:
+                specs.append(ArtifactSpec("model_int8.tflite", t, "int8", "int8"))
+                specs.append(ArtifactSpec("model_int8_fio.tflite", t, "int8", "float32"))
+        elif t == "coreml":
+            # CoreML ML programs compute in fp16 by default: fp16 is the baseline there, not an option.
+            specs.append(ArtifactSpec("model_fp16.mlpackage", t, "fp16", "image"))
+            if int8:
+                specs.append(ArtifactSpec("model_int8.mlpackage", t, "int8", "image"))
+    return specs
+
+
+def validate_flags(targets: Sequence[str], int8: bool, fp16: bool) -> None:
+    """A precision flag no chosen target accepts is an error naming the targets that do."""
+    for flag, on in (("int8", int8), ("fp16", fp16)):
+        if on and not any(flag in FORMATS[t].flags for t in targets):
+            ok = [t for t in FORMATS if flag in FORMATS[t].flags]
+            raise InputError(f"--{flag} does not apply to target(s) {', '.join(targets)}; "
+                             f"it applies to {', '.join(ok)}")
+
+
+def check_dependencies(targets: Sequence[str], tflite_route: str = DEFAULT_TFLITE_ROUTE) -> None:
+    """Import what each target needs; a missing or broken install names the pip extra to install."""
+    if tflite_route not in ROUTE_MODULES:
+        raise InputError(f"unknown TFLite route {tflite_route!r} (choose from {', '.join(TFLITE_ROUTES)})")
+    for t in targets:
+        fmt = FORMATS[t]
+        modules = fmt.modules + (ROUTE_MODULES[tflite_route] if t == "tflite" else ())
+        for mod in modules:
+            try:
+                importlib.import_module(mod)
+            except Exception as e:  # noqa: BLE001 - a broken install raises more than ImportError
+                extra = "onnx,tflite" if t == "tflite" and mod in ("onnx", "onnxruntime", "onnxslim") else fmt.extra
+                raise InputError(
+                    f"target {t!r} needs the Python module {mod!r} ({type(e).__name__}: {str(e)[:80]}); "
+                    f"install it with: pip install 'ssdkd[{extra}]'"
+                    + (" && pip install --no-deps onnx2tf==1.29.24" if mod == "onnx2tf" else "")
+                ) from None

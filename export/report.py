@@ -1,0 +1,123 @@
+"""The export report: one record per artifact, printed as a table and written as ``export_report.json``.
+
+``export_report.json`` (schema_version 1) is read by the benchmark harness; its keys are a contract:
+``{"schema_version", "checkpoint", "card", "settings", "artifacts": [{"file", "target", "precision", "runtime",
+"preprocessing", "size_bytes", "export_seconds", "verification": {...}}], "reference": {...}}``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.atomic import atomic_write_json
+
+REPORT_FILE = "export_report.json"
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Verification:
+    status: str = "not_run"  # passed | failed | not_run
+    reason: str = ""
+    agreement: float | None = None  # top-1 agreement with PyTorch fp32 on the same inputs
+    max_abs_dsoftmax: float | None = None
+    max_abs_dlogit: float | None = None
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    n_images: int = 0
+    drift: list[dict[str, Any]] = field(default_factory=list)  # layers whose int8 output drifts most
+    checks: dict[str, Any] = field(default_factory=dict)  # structural checks (CoreML on Linux)
+
+
+@dataclass
+class ArtifactRecord:
+    file: str
+    target: str
+    precision: str
+    runtime: str
+    preprocessing: str  # sidecar file name
+    io_dtype: str
+    size_bytes: int = 0
+    export_seconds: float = 0.0
+    verification: Verification = field(default_factory=Verification)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["export_seconds"] = round(self.export_seconds, 3)
+        return d
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    checkpoint: Path
+    card: dict[str, Any]
+    settings: dict[str, Any]
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.status == "failed"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / REPORT_FILE
+
+    def artifact(self, file: str) -> ArtifactRecord:
+        for a in self.artifacts:
+            if a.file == file:
+                return a
+        raise KeyError(f"{file} is not in this report ({', '.join(a.file for a in self.artifacts)})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "checkpoint": str(self.checkpoint.resolve()),
+            "card": self.card,
+            "settings": self.settings,
+            "artifacts": [a.to_json() for a in self.artifacts],
+            "reference": self.reference,
+        }
+
+    def write(self) -> Path:
+        return atomic_write_json(self.path, self.to_json())
+
+    def table(self) -> str:
+        rows = [("artifact", "precision", "io", "size", "agree", "max|dp|", "acc", "bacc", "status", "path")]
+        ref = self.reference
+        if ref.get("accuracy") is not None:
+            rows.append(("pytorch (reference)", "fp32", "float32", "", "", "", _pct(ref["accuracy"]),
+                         _pct(ref["balanced_accuracy"]), "", str(self.checkpoint)))
+        for a in self.artifacts:
+            v = a.verification
+            rows.append((a.file, a.precision, a.io_dtype, _size(a.size_bytes), _pct(v.agreement),
+                         "" if v.max_abs_dsoftmax is None else f"{v.max_abs_dsoftmax:.4f}", _pct(v.accuracy),
+                         _pct(v.balanced_accuracy), v.status, str(self.out_dir / a.file)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        notes = [f"  {a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.reason]
+        return "\n".join(lines + (["notes:", *notes] if notes else []))
+
+    def bench_command(self) -> str:
+        data = self.settings.get("val", {}).get("root") if isinstance(self.settings.get("val"), dict) else None
+        cmd = ["ssdkd-bench", str(self.out_dir)]
+        if data:
+            cmd += ["--data", data]
+        return shlex.join(cmd)
+
+
+def _pct(v: float | None) -> str:
+    return "" if v is None else f"{100 * v:.1f}%"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"

@@ -1,0 +1,136 @@
+"""TFLite target: fp32, fp16 and full-integer int8 (int8 I/O and float I/O), NHWC input, no stray transposes.
+
+Two routes build the same files; ``Job.tflite_route`` picks one:
+
+- ``onnx2tf`` (default, :mod:`export.tflite_onnx2tf`): static ONNX -> onnx2tf SavedModel -> TF Lite converter with
+  a representative dataset of real calibration images;
+- ``litert`` (this module): litert-torch converts the PyTorch model with channel-last I/O (NHWC is part of the
+  traced graph), then ai-edge-quantizer derives fp16 and static int8 from that fp32 flatbuffer. No TensorFlow.
+
+The default was chosen by measured int8 quality on 500 real HAM10000 val images (MobileNetV2 1.0, 112 px,
+200 calibration images): onnx2tf agreed with PyTorch fp32 on 96.2% of images (bacc -0.2 pt, max |dsoftmax| 0.043)
+against 95.4% (bacc -0.8 pt, max |dsoftmax| 0.140) for litert; litert converts ~3x faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export._util import quiet
+from export.context import Job
+from export.formats import ArtifactSpec
+from models.atomic import atomic_write_bytes
+from models.preprocessing import Preprocessing
+
+
+def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
+    """Write ``spec.file`` with the job's TFLite route and return its preprocessing contract."""
+    path = job.out_dir / spec.file
+    if job.tflite_route == "onnx2tf":
+        from export import tflite_onnx2tf
+
+        tflite_onnx2tf.build(job, spec, path)
+    elif spec.precision == "fp32":
+        atomic_write_bytes(path, _fp32_bytes(job))
+    else:
+        atomic_write_bytes(path, _quantize(job, spec))
+    return io_contract(path, job.pre)
+
+
+def _fp32_bytes(job: Job) -> bytes:
+    """litert-torch conversion (cached: fp16 and int8 are derived from it)."""
+    if "litert_fp32" not in job.cache:
+        import litert_torch
+
+        s = job.pre.input_size
+        with quiet(job.quiet), torch.no_grad():
+            nhwc = litert_torch.to_channel_last_io(job.model.eval(), args=[0])
+            edge = litert_torch.convert(nhwc, (torch.zeros(1, s, s, 3),))
+            tmp = job.work_dir / "litert_fp32.tflite"
+            edge.export(str(tmp))
+        job.cache["litert_fp32"] = tmp.read_bytes()
+    return job.cache["litert_fp32"]
+
+
+def _recipe(spec: ArtifactSpec) -> list:
+    from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    op = qtyping.TFLOperationName
+    rm = recipe_manager.RecipeManager()
+    if spec.precision == "fp16":
+        rm.add_weight_only_config(regex=".*", operation_name=op.ALL_SUPPORTED, num_bits=16,
+                                  algorithm_key=AlgorithmName.FLOAT_CASTING)
+        return rm.get_quantization_recipe()
+    # Static range quantization: int8 per-channel symmetric weights, int8 per-tensor asymmetric activations.
+    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8)
+    if spec.io_dtype == "float32":
+        # Leave the graph's input and output in float: the quantizer then inserts QUANTIZE/DEQUANTIZE at the
+        # edges and everything in between still runs in int8.
+        rm.add_quantization_config(".*", op.INPUT, algorithm_key=AlgorithmName.NO_QUANTIZE)
+        rm.add_quantization_config(".*", op.OUTPUT, algorithm_key=AlgorithmName.NO_QUANTIZE)
+    return rm.get_quantization_recipe()
+
+
+def _calibration(job: Job, quantizer, float_model: bytes) -> dict:
+    """Min/max of every tensor on the calibration images; shared by the int8 and int8-float-I/O variants."""
+    if "aeq_calibration" not in job.cache:
+        from ai_edge_litert.interpreter import Interpreter
+
+        calib = job.need_calib("TFLite int8")
+        nhwc = dataclasses.replace(job.pre, layout="NHWC")
+        sig = Interpreter(model_content=float_model).get_signature_list()
+        key = next(iter(sig))
+        name = sig[key]["inputs"][0]
+        data = {key: [{name: calib.model_input(nhwc, i, i + 1)} for i in range(len(calib))]}
+        with quiet(job.quiet):
+            job.cache["aeq_calibration"] = quantizer.calibrate(data, num_threads=job.threads)
+    return job.cache["aeq_calibration"]
+
+
+def _quantize(job: Job, spec: ArtifactSpec) -> bytes:
+    from ai_edge_quantizer import quantizer
+
+    float_model = _fp32_bytes(job)
+    q = quantizer.Quantizer(bytearray(float_model), _recipe(spec))
+    with quiet(job.quiet):
+        result = q.quantize(_calibration(job, q, float_model) if q.need_calibration else None,
+                            enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def io_contract(path: Path, base: Preprocessing) -> Preprocessing:
+    """The sidecar contract read back from the file itself: NHWC, I/O dtypes and quantization parameters."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+
+    def side(d: dict) -> tuple[str, float | None, int | None]:
+        dtype = np.dtype(d["dtype"]).name
+        if dtype in ("int8", "uint8"):
+            scale, zp = d["quantization"]
+            return dtype, float(scale), int(zp)
+        return dtype, None, None
+
+    (idt, isc, izp), (odt, osc, ozp) = side(inp), side(out)
+    return Preprocessing(
+        input_size=base.input_size, mean=base.mean, std=base.std, labels=base.labels, layout="NHWC",
+        input_dtype=idt, input_scale=isc, input_zero_point=izp, output_dtype=odt, output_scale=osc,
+        output_zero_point=ozp, output_kind=base.output_kind, model_file=path.name,
+    )
+
+
+def op_histogram(path: Path) -> dict[str, int]:
+    """Builtin op counts, e.g. to prove there is no TRANSPOSE (NHWC end to end) and the int8 ops are int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    # _get_ops_details is the interpreter's only op listing; before allocate_tensors() it shows the builtin ops,
+    # not the XNNPACK DELEGATE node that replaces them at run time.
+    it = Interpreter(model_path=str(path))
+    return dict(Counter(op["op_name"] for op in it._get_ops_details()))

@@ -1,0 +1,138 @@
+"""Run each artifact in its real runtime on validation images and compare it with PyTorch fp32.
+
+The comparison is on identical preprocessed inputs (the artifact's own sidecar decides layout and integer
+quantisation of the input, and dequantisation of the output), so any difference is the conversion's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.calibration import ImageSet
+from export.report import Verification
+from models.preprocessing import Preprocessing, softmax
+
+Runner = Callable[[np.ndarray], np.ndarray]  # one model input (batch 1) -> raw model output
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Pass/fail rule for every verified artifact (fp32 passes it trivially; it exists for int8 and fp16).
+
+    ``max_bacc_drop`` is in percentage points of balanced accuracy below the PyTorch fp32 reference;
+    ``min_agreement`` is the fraction of images whose top-1 class matches PyTorch fp32.
+    """
+
+    max_bacc_drop: float = 1.0
+    min_agreement: float = 0.97
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"gate agreement must be a fraction in [0, 1], got {self.min_agreement}")
+        if self.max_bacc_drop < 0:
+            raise ValueError(f"gate balanced-accuracy drop must be >= 0 points, got {self.max_bacc_drop}")
+
+    def check(self, v: Verification, reference_bacc: float) -> list[str]:
+        """Reasons the artifact fails the gate (empty when it passes)."""
+        reasons = []
+        if v.agreement is not None and v.agreement < self.min_agreement:
+            reasons.append(f"top-1 agreement with PyTorch fp32 {100 * v.agreement:.1f}% < "
+                           f"{100 * self.min_agreement:.1f}%")
+        if v.balanced_accuracy is not None:
+            drop = 100 * (reference_bacc - v.balanced_accuracy)
+            if drop > self.max_bacc_drop:
+                reasons.append(f"balanced accuracy {100 * v.balanced_accuracy:.1f}% is {drop:.1f} pt below fp32 "
+                               f"{100 * reference_bacc:.1f}% (limit {self.max_bacc_drop:.1f} pt)")
+        return reasons
+
+    def to_json(self) -> dict:
+        return {"enabled": self.enabled, "max_bacc_drop_pt": self.max_bacc_drop, "min_agreement": self.min_agreement}
+
+
+def balanced_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Mean per-class recall over the classes present in ``labels`` (ISIC's headline metric)."""
+    recalls = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def reference_logits(model: torch.nn.Module, images: ImageSet, batch: int = 32) -> np.ndarray:
+    """PyTorch fp32 logits on the NCHW float inputs every artifact is compared against."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = np.ascontiguousarray(images.x[i : i + batch].transpose(0, 3, 1, 2))
+            out.append(model(torch.from_numpy(x)).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
+    pred = logits.argmax(1)
+    return {"accuracy": float((pred == labels).mean()), "balanced_accuracy": balanced_accuracy(pred, labels),
+            "n_images": int(len(labels))}
+
+
+def onnx_runner(path: Path, threads: int = 1) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def litert_runner(path: Path, threads: int = 1) -> Runner:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        return it.get_tensor(out["index"]).copy()
+
+    return run
+
+
+RUNNERS: dict[str, Callable[[Path, int], Runner]] = {"onnxruntime": onnx_runner, "litert": litert_runner}
+
+
+def run_artifact(runner: Runner, pre: Preprocessing, images: ImageSet) -> np.ndarray:
+    """Float logits of every image, fed one at a time (the artifacts have a static batch of 1)."""
+    return np.concatenate([pre.logits(np.asarray(runner(images.model_input(pre, i, i + 1))))
+                           for i in range(len(images))]).reshape(len(images), -1)
+
+
+def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Verification:
+    d_soft = np.abs(softmax(logits.astype(np.float64)) - softmax(ref.astype(np.float64)))
+    return Verification(
+        status="passed",
+        agreement=float((logits.argmax(1) == ref.argmax(1)).mean()),
+        max_abs_dsoftmax=float(d_soft.max()),
+        max_abs_dlogit=float(np.abs(logits - ref).max()),
+        **scores(logits, labels),
+    )
+
+
+def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageSet | None, ref: np.ndarray | None,
+                    reference_bacc: float | None, gate: Gate, threads: int = 1) -> Verification:
+    """Run one artifact on the validation images and apply the gate."""
+    if runtime not in RUNNERS:
+        raise ValueError(f"no runner for runtime {runtime!r}")
+    if images is None or ref is None or not len(images):
+        return Verification(status="not_run", reason="no validation images (pass --val ROOT)")
+    v = compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels)
+    reasons = gate.check(v, reference_bacc) if gate.enabled and reference_bacc is not None else []
+    if reasons:
+        v.status, v.reason = "failed", "; ".join(reasons)
+    return v

@@ -1,0 +1,153 @@
+"""One full export (all targets, int8 + fp16, Android assets): every file reloads in its runtime and keeps its
+contract. Shares the session fixture ``exported`` so the conversions run once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.calibration import read_split_images
+from export.formats import plan
+from export.verify import litert_runner, onnx_runner, run_artifact
+from models import load_checkpoint
+from models.preprocessing import Preprocessing
+
+pytestmark = pytest.mark.slow
+ALL_FILES = [s.file for s in plan(["onnx", "tflite", "coreml"], int8=True, fp16=True)]
+
+
+def _val(report):
+    model, card = load_checkpoint(report.checkpoint)
+    images = read_split_images(card.data["root"], "val", card, report.checkpoint, card.preprocessing(), None)
+    return model, card, images
+
+
+def test_layout_and_report(exported):
+    out = exported.out_dir
+    for f in ALL_FILES:
+        assert (out / f).exists(), f
+        assert (out / f"{f.rsplit('.', 1)[0]}.preprocessing.json").is_file()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    d = json.loads((out / "export_report.json").read_text())
+    assert d["schema_version"] == 1 and Path(d["checkpoint"]).is_absolute()
+    assert d["card"]["arch"] == "mobilenet_v2" and d["settings"]["int8"] is True
+    assert [a["file"] for a in d["artifacts"]] == ALL_FILES
+    runtimes = {a["file"]: a["runtime"] for a in d["artifacts"]}
+    assert runtimes["model_int8.onnx"] == "onnxruntime" and runtimes["model_int8.tflite"] == "litert"
+    assert runtimes["model_fp16.mlpackage"] == "coreml"
+    for a in d["artifacts"]:
+        assert a["size_bytes"] > 0 and a["export_seconds"] > 0
+        assert set(a["verification"]) >= {"status", "reason", "agreement", "max_abs_dsoftmax", "accuracy",
+                                          "balanced_accuracy", "n_images"}
+    assert 0 <= d["reference"]["balanced_accuracy"] <= 1 and d["reference"]["n_images"] > 30
+    # calibration (train) and verification (val) are disjoint splits of the same split file
+    assert d["settings"]["calib"]["split"] == "train" and d["settings"]["val"]["split"] == "val"
+    # int8 really is smaller
+    size = {a["file"]: a["size_bytes"] for a in d["artifacts"]}
+    assert size["model_int8.tflite"] < 0.45 * size["model_fp32.tflite"]
+    assert size["model_int8.onnx"] < 0.45 * size["model_fp32.onnx"]
+
+
+def test_fp32_artifacts_match_pytorch_exactly(exported):
+    model, card, images = _val(exported)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(np.ascontiguousarray(images.x.transpose(0, 3, 1, 2)))).numpy()
+    for f, runner in (("model_fp32.onnx", onnx_runner), ("model_fp32.tflite", litert_runner)):
+        path = exported.out_dir / f
+        pre = Preprocessing.load(exported.out_dir / exported.artifact(f).preprocessing)
+        logits = run_artifact(runner(path, 1), pre, images)
+        assert np.abs(logits - ref).max() < 1e-4, f
+        v = exported.artifact(f).verification
+        assert v.status == "passed" and v.agreement == 1.0 and v.max_abs_dlogit < 1e-4
+
+
+def test_reference_model_is_not_degenerate(exported):
+    # Agreement only means something if the fp32 model does not predict one class for everything.
+    model, card, images = _val(exported)
+    with torch.no_grad():
+        pred = model(torch.from_numpy(np.ascontiguousarray(images.x.transpose(0, 3, 1, 2)))).argmax(1)
+    assert len(set(pred.tolist())) >= 3
+
+
+def test_quantized_artifacts_pass_the_gate(exported):
+    for f in ("model_fp16.tflite", "model_int8.onnx", "model_int8.tflite", "model_int8_fio.tflite"):
+        v = exported.artifact(f).verification
+        assert v.status == "passed", (f, v.reason)
+        assert v.agreement >= 0.9 and v.n_images == exported.reference["n_images"]
+    assert exported.passed
+
+
+def test_tflite_is_nhwc_without_transposes_and_int8_inside(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    s = exported.settings["imgsz"]
+    for f in ("model_fp32.tflite", "model_int8.tflite", "model_int8_fio.tflite"):
+        ops = exported.artifact(f).verification.checks["op_histogram"]
+        assert "TRANSPOSE" not in ops and ops.get("CONV_2D", 0) > 0, (f, ops)
+        it = Interpreter(model_path=str(exported.out_dir / f))
+        assert list(it.get_input_details()[0]["shape"]) == [1, s, s, 3]
+    io = {f: Interpreter(model_path=str(exported.out_dir / f)).get_input_details()[0]["dtype"]
+          for f in ("model_int8.tflite", "model_int8_fio.tflite")}
+    assert io == {"model_int8.tflite": np.int8, "model_int8_fio.tflite": np.float32}
+    fio = exported.artifact("model_int8_fio.tflite").verification.checks["op_histogram"]
+    assert fio.get("QUANTIZE") == 1 and fio.get("DEQUANTIZE") == 1  # only at the edges: int8 in between
+
+
+def test_metadata_round_trips(exported):
+    from export.onnx_export import read_metadata
+
+    card = exported.card
+    for f in ("model_fp32.onnx", "model_int8.onnx"):
+        meta = read_metadata(exported.out_dir / f)
+        assert json.loads(meta["labels"]) == card["labels"]
+        assert json.loads(meta["mean"]) == card["mean"] and json.loads(meta["std"]) == card["std"]
+        assert int(meta["input_size"]) == card["input_size"]
+        assert json.loads(meta["model_card"]) == card
+    assert "QDQ" in read_metadata(exported.out_dir / "model_int8.onnx")["quantization"]
+    labels = (exported.out_dir / "labels.txt").read_text().splitlines()
+    assert labels == card["labels"]
+    for a in exported.artifacts:
+        pre = Preprocessing.load(exported.out_dir / a.preprocessing)
+        assert pre.model_file == a.file and list(pre.labels) == labels and pre.input_size == card["input_size"]
+        assert pre.layout == ("NCHW" if a.target == "onnx" else "NHWC")
+    int8 = Preprocessing.load(exported.out_dir / "model_int8.preprocessing.json")
+    assert int8.input_dtype == int8.output_dtype == "int8" and int8.input_scale > 0
+
+
+def test_android_assets_are_the_contract(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    assets = Path(exported.settings["android_demo_written"])
+    assert assets.parts[-4:] == ("app", "src", "main", "assets")
+    assert sorted(p.name for p in assets.iterdir()) == ["labels.txt", "model.tflite", "preprocessing.json"]
+    pre = Preprocessing.load(assets / "preprocessing.json")
+    assert pre.model_file == "model.tflite" and pre.layout == "NHWC"
+    it = Interpreter(model_path=str(assets / "model.tflite"))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    assert np.dtype(inp["dtype"]).name == pre.input_dtype == "int8"
+    assert np.dtype(out["dtype"]).name == pre.output_dtype == "int8"
+    assert inp["quantization"] == pytest.approx((pre.input_scale, pre.input_zero_point))
+    assert out["quantization"] == pytest.approx((pre.output_scale, pre.output_zero_point))
+    assert list(inp["shape"]) == [1, pre.input_size, pre.input_size, 3]
+    assert (assets / "labels.txt").read_text().splitlines() == list(pre.labels)
+    assert (assets / "model.tflite").read_bytes() == (exported.out_dir / "model_int8.tflite").read_bytes()
+
+
+def test_coreml_verified_structurally_not_numerically(exported):
+    import coremltools as ct
+
+    for f in ("model_fp16.mlpackage", "model_int8.mlpackage"):
+        v = exported.artifact(f).verification
+        assert v.status == "not_run" and v.reason == "CoreML prediction needs macOS; numerics not checked on Linux"
+        c = v.checks
+        assert c["model_type"] == "mlProgram" and c["labels"] == exported.card["labels"]
+        assert c["input"]["width"] == c["input"]["height"] == exported.settings["imgsz"]
+        assert c["predicted_feature"] == "classLabel" and c["weight_bytes"] > 0
+        ml = ct.models.MLModel(str(exported.out_dir / f), skip_model_load=True)
+        assert json.loads(ml.user_defined_metadata["labels"]) == exported.card["labels"]
+    assert exported.artifact("model_int8.mlpackage").verification.checks["int8_weight_ops"] > 0
+    assert exported.artifact("model_fp16.mlpackage").verification.checks["int8_weight_ops"] == 0

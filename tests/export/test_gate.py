@@ -1,0 +1,63 @@
+"""The gate: a deliberately broken calibration set must fail the export (exit 1) and keep files + report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from export import Gate, Verification, export
+from export.cli import main
+
+pytestmark = pytest.mark.slow
+CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
+
+
+def test_gate_rule():
+    gate = Gate(max_bacc_drop=1.0, min_agreement=0.97)
+    ok = Verification(agreement=0.98, balanced_accuracy=0.595)
+    assert gate.check(ok, reference_bacc=0.60) == []
+    bad = Verification(agreement=0.90, balanced_accuracy=0.55)
+    reasons = gate.check(bad, reference_bacc=0.60)
+    assert len(reasons) == 2 and "90.0% < 97.0%" in reasons[0] and "5.0 pt below fp32" in reasons[1]
+
+
+def _constant_calibration_dir(root, per_class=8):
+    """A dataset in the right layout whose images are all flat grey: a wrong calibration set a user might pass."""
+    for c in CLASSES:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(root / c / f"{c}_{i}.png")
+    return root
+
+
+def test_broken_calibration_fails_the_gate_from_the_cli(export_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    calib = _constant_calibration_dir(tmp_path / "grey")
+    argv = [str(export_checkpoint), "--target", "onnx", "--int8", "--calib", str(calib), "--out", str(out), "-q"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "verification failed" in err and "model_int8.onnx" in err and "Traceback" not in err
+    assert (out / "model_int8.onnx").is_file() and (out / "model_fp32.onnx").is_file()  # kept for diagnosis
+    d = json.loads((out / "export_report.json").read_text())
+    status = {a["file"]: a["verification"] for a in d["artifacts"]}
+    assert status["model_fp32.onnx"]["status"] == "passed"
+    assert status["model_int8.onnx"]["status"] == "failed" and "below fp32" in status["model_int8.onnx"]["reason"]
+    assert status["model_int8.onnx"]["drift"], "a failed int8 artifact names its worst-drifting layers"
+    # --no-gate: same numbers, reported, not fatal
+    assert main(argv + ["--no-gate"]) == 0
+
+
+def test_broken_calibration_transform_fails_tflite_int8(export_checkpoint, tmp_path):
+    # Calibrating on images squashed to a tiny range gives activation scales far too small for real images.
+    report = export(export_checkpoint, targets="tflite", int8=True, out_dir=tmp_path / "out", verbose=False,
+                    calib_transform=lambda px: 127.0 + 0.02 * (px - 127.0))
+    assert not report.passed
+    for f in ("model_int8.tflite", "model_int8_fio.tflite"):
+        v = report.artifact(f).verification
+        assert v.status == "failed" and v.reason, f
+        assert (tmp_path / "out" / f).is_file()
+    assert report.artifact("model_fp32.tflite").verification.status == "passed"
+    assert json.loads(report.path.read_text())["artifacts"][2]["verification"]["status"] == "failed"
