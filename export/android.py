@@ -26,10 +26,11 @@ def assets_dir(project: str | Path) -> Path:
     return Path(project) / ASSETS
 
 
-def write_android_assets(out_dir: Path, project: str | Path) -> Path:
-    """Copy ``out_dir/model_int8.tflite`` and its contract into the app; returns the assets directory."""
+def write_android_assets(out_dir: Path, project: str | Path, sidecar_name: str) -> Path:
+    """Copy ``out_dir/model_int8.tflite`` and its contract (``sidecar_name``, from the report) into the app;
+    returns the assets directory."""
     src = out_dir / SOURCE
-    sidecar = out_dir / f"{Path(SOURCE).stem}.preprocessing.json"
+    sidecar = out_dir / sidecar_name
     if not src.is_file() or not sidecar.is_file():
         raise InputError(f"{src}: the Android demo needs the int8 TFLite model (export with --target tflite --int8)")
     pre = Preprocessing.load(sidecar)

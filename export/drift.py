@@ -47,25 +47,13 @@ def _onnx(float_path: Path, qdq_path: Path, images: ImageSet, job: Job, n: int) 
     from export._util import quiet
     from export.onnx_export import INPUT_NAME
 
-    class Reader:
-        def __init__(self) -> None:
-            self.i = 0
-
-        def get_next(self):
-            if self.i >= min(n, len(images)):
-                return None
-            self.i += 1
-            return {INPUT_NAME: images.model_input(job.pre, self.i - 1, self.i)}
-
-        def rewind(self) -> None:
-            self.i = 0
-
+    feeds = [{INPUT_NAME: images.model_input(job.pre, i, i + 1)} for i in range(min(n, len(images)))]
     with tempfile.TemporaryDirectory(prefix="ssdkd-drift-") as tmp, quiet(job.quiet):
         aug_f, aug_q = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
         modify_model_output_intermediate_tensors(str(float_path), str(aug_f))
         modify_model_output_intermediate_tensors(str(qdq_path), str(aug_q))
-        f_acts = collect_activations(str(aug_f), Reader())
-        q_acts = collect_activations(str(aug_q), Reader())
+        f_acts = collect_activations(str(aug_f), feeds)
+        q_acts = collect_activations(str(aug_q), feeds)
         err = compute_activation_error(create_activation_matching(q_acts, f_acts))
     return {t: e.get("xmodel_err") for t, e in err.items()}
 

@@ -6,8 +6,10 @@ a second with one clear line instead of after minutes of conversion.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,14 +51,11 @@ class ArtifactSpec:
     target: str
     precision: str  # fp32 | fp16 | int8
     io_dtype: str  # dtype of the model's input/output tensors
+    sidecar: str = ""  # set by plan(): "<stem>.preprocessing.json", or "<file>.preprocessing.json" if stems clash
 
     @property
     def stem(self) -> str:
         return self.file.rsplit(".", 1)[0]
-
-    @property
-    def sidecar(self) -> str:
-        return f"{self.stem}.preprocessing.json"
 
     @property
     def runtime(self) -> str:
@@ -102,7 +101,11 @@ def plan(targets: Sequence[str], int8: bool, fp16: bool) -> list[ArtifactSpec]:
             specs.append(ArtifactSpec("model_fp16.mlpackage", t, "fp16", "image"))
             if int8:
                 specs.append(ArtifactSpec("model_int8.mlpackage", t, "int8", "image"))
-    return specs
+    # The sidecar is "<stem>.preprocessing.json", except where two targets share a stem (model_fp32.onnx and
+    # model_fp32.tflite need different layouts): those get "<file>.preprocessing.json". The report names each.
+    stems = Counter(s.stem for s in specs)
+    return [dataclasses.replace(s, sidecar=f"{s.stem if stems[s.stem] == 1 else s.file}.preprocessing.json")
+            for s in specs]
 
 
 def validate_flags(targets: Sequence[str], int8: bool, fp16: bool) -> None:

@@ -110,8 +110,6 @@ def export(
     if verbose:
         print(report.table())
         print(f"\nreport: {report.path}\nbenchmark: {report.bench_command()}")
-        if not report.passed:
-            print("\nexport FAILED verification:\n  " + "\n  ".join(report.failures))
     return report
 
 
@@ -206,7 +204,7 @@ def _android(log: Stages, report: ExportReport, out: Path, project: str | Path) 
         report.settings["android_demo_written"] = False
         return
     with log.stage("android demo assets"):
-        dest = write_android_assets(out, project)
+        dest = write_android_assets(out, project, rec.preprocessing)
     report.settings["android_demo_written"] = str(dest)
     log.log(f"android demo assets: {dest}")
 

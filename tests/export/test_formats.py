@@ -33,7 +33,13 @@ def test_plan_is_the_harness_layout():
     assert files == ["model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_fp16.tflite",
                      "model_int8.tflite", "model_int8_fio.tflite", "model_fp16.mlpackage", "model_int8.mlpackage"]
     sidecars = {s.file: s.sidecar for s in plan(["tflite"], int8=True, fp16=False)}
+    assert sidecars["model_int8.tflite"] == "model_int8.preprocessing.json"
+    # where two targets share a stem, the full file name keeps their (different) contracts apart
+    sidecars = {s.file: s.sidecar for s in plan(["onnx", "tflite"], int8=True, fp16=False)}
+    assert sidecars["model_fp32.onnx"] == "model_fp32.onnx.preprocessing.json"
+    assert sidecars["model_int8.tflite"] == "model_int8.tflite.preprocessing.json"
     assert sidecars["model_int8_fio.tflite"] == "model_int8_fio.preprocessing.json"
+    assert len(set(sidecars.values())) == len(sidecars)
     assert [s.file for s in plan(["tflite"], int8=False, fp16=False)] == ["model_fp32.tflite"]
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from export import Gate, Verification, export
 from export.cli import main
+from tests.export.conftest import E2E_GATE
 
 pytestmark = pytest.mark.slow
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
@@ -50,14 +51,27 @@ def test_broken_calibration_fails_the_gate_from_the_cli(export_checkpoint, tmp_p
     assert main(argv + ["--no-gate"]) == 0
 
 
-def test_broken_calibration_transform_fails_tflite_int8(export_checkpoint, tmp_path):
-    # Calibrating on images squashed to a tiny range gives activation scales far too small for real images.
+def test_litert_route_and_broken_calibration_transform(export_checkpoint, tmp_path):
+    """The second TFLite route (litert-torch + ai-edge-quantizer) builds loadable int8 files, and calibration
+    images squashed to a tiny range (activation scales far too small for real images) fail the gate.
+
+    On this barely trained model the route's int8 agrees with fp32 on only ~60% of val images (onnx2tf: ~83%,
+    onnxruntime: ~80%): the measurement behind onnx2tf being the default route, so no pass is asserted here.
+    """
+    good = export(export_checkpoint, targets="tflite", int8=True, out_dir=tmp_path / "good", verbose=False,
+                  tflite_route="litert", gate=E2E_GATE)
+    assert good.settings["tflite_route"] == "litert"
+    assert good.artifact("model_fp32.tflite").verification.status == "passed"
+    assert good.artifact("model_fp32.tflite").verification.max_abs_dlogit < 1e-4
+    good_agreement = good.artifact("model_int8.tflite").verification.agreement
+    assert good_agreement >= 0.4
     report = export(export_checkpoint, targets="tflite", int8=True, out_dir=tmp_path / "out", verbose=False,
-                    calib_transform=lambda px: 127.0 + 0.02 * (px - 127.0))
+                    tflite_route="litert", gate=E2E_GATE, calib_transform=lambda px: 127.0 + 0.02 * (px - 127.0))
     assert not report.passed
     for f in ("model_int8.tflite", "model_int8_fio.tflite"):
         v = report.artifact(f).verification
         assert v.status == "failed" and v.reason, f
+        assert v.agreement < good_agreement
         assert (tmp_path / "out" / f).is_file()
     assert report.artifact("model_fp32.tflite").verification.status == "passed"
     assert json.loads(report.path.read_text())["artifacts"][2]["verification"]["status"] == "failed"
