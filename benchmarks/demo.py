@@ -133,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                    lambda: holder.append(_distill(run / "distill", data, args.epochs)))
         checkpoint = holder[0]
     android = _android_copy(run, args.install_android)
+    # A student distilled for seconds on 257 images is verified on ~60: its int8 agreement is reported, not gated.
+    # The zoo student is held to the default gate.
+    gate = [] if args.zoo else ["--no-gate"]
     stages.run("export + verify (ONNX, TFLite, CoreML; int8 calibrated on the sample)", lambda: export_main([
         str(checkpoint), "--target", "all", "--int8", "--fp16", "--calib", str(data), "--val", str(data),
-        "--out", str(run / "export"), "--android-demo", str(android)]))
+        "--out", str(run / "export"), "--android-demo", str(android), *gate]))
     stages.run("benchmark (latency, memory, accuracy)", lambda: bench_main([
         str(run / "export"), "--data", str(data), "--threads", "1,2", "--runs", "50", "--min-seconds", "1",
         "--warmup", "5", "--out", str(run / "bench")]))

@@ -32,9 +32,28 @@ def train_tiny_checkpoint(out: Path, data_root: Path, size: int = 64, epochs: in
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
-    model.eval()
+    _recalibrate_batchnorm(model, loader)
     card = ModelCard(arch="mobilenet_v2", width=0.5, num_classes=len(ds.classes), labels=list(ds.classes),
                      input_size=size, mean=list(mean), std=list(std),
                      data={"root": str(data_root), "split_file": "split.json", "split_seed": 2021},
                      training={"method": "scratch", "epochs": epochs, "note": "test fixture"})
     return save_checkpoint(out / "best.pt", model, card)
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader) -> None:
+    """Cumulative BN statistics over the train split.
+
+    After seconds of training the running BN statistics lag the weights so badly that the eval-mode network
+    predicts one class for every image, which would make int8 agreement meaningless (any broken model "agrees").
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for x, _ in loader:
+        model(x)
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
