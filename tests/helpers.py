@@ -11,7 +11,7 @@ from distill.data import ImageDataset, load_labeled_images, make_split, save_spl
 from models import ModelCard, build_model, save_checkpoint
 
 
-def train_tiny_checkpoint(out: Path, data_root: Path, size: int = 64, epochs: int = 6, seed: int = 0) -> Path:
+def train_tiny_checkpoint(out: Path, data_root: Path, size: int = 64, epochs: int = 12, seed: int = 0) -> Path:
     """Plain CE training of MobileNetV2-0.5 on the sample's train split; returns the checkpoint path.
 
     The split file is saved beside it as ``split.json`` so export can take calibration from train and
