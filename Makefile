@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m benchmarks.demo
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.demo
 
 demo-zoo: $(STAMP)
-	$(BIN)/python -m benchmarks.demo --zoo
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.demo --zoo
 
 test: $(STAMP)
 	bash android_demo/tools/fetch_toolchain.sh
