@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zoo", action="store_true", help="skip distillation; use models/zoo/student_ssd-kd.pt")
     p.add_argument("--data", default=str(SAMPLE), help="dataset root (default: the embedded sample)")
     p.add_argument("--out", default=str(REPO / "runs" / "demo"))
-    p.add_argument("--epochs", type=int, default=3, help="student epochs on the sample")
+    p.add_argument("--epochs", type=int, default=5, help="student epochs on the sample")
     p.add_argument("--install-android", action="store_true", help="overwrite android_demo's committed assets")
     args = p.parse_args(argv)
     from benchmarks.cli import main as bench_main
