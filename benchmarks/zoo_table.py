@@ -33,7 +33,7 @@ def measure(run: Path, data: Path, runs: int) -> dict:
     model, card = load_checkpoint(ckpt)
     test = json.loads((run / "test_metrics.json").read_text())
     report = export(ckpt, targets="tflite", int8=True, calib=data, val=data, out_dir=run / "export_int8",
-                    verbose=False)
+                    calib_size=600, val_size=None, verbose=False)
     int8 = next(a for a in report.artifacts if a.file == "model_int8.tflite")
     bench = run_benchmark([run / "export_int8" / "model_int8.tflite"], runtimes="tflite", threads=(1,), runs=runs,
                           min_seconds=2.0, warmup=10, memory=False, plots=False, progress=False)
@@ -43,6 +43,7 @@ def measure(run: Path, data: Path, runs: int) -> dict:
             "test": {k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc")},
             "params": count_parameters(model), "macs": count_macs(model, card.input_size),
             "int8_tflite_bytes": int8.size_bytes, "int8_p50_ms_1thread": lat["p50_ms"],
+            "int8_gate": v.status if v else None,
             "int8_val_agreement": v.agreement if v else None,
             "int8_val_bacc_drop_pt": 100 * (report.reference["balanced_accuracy"] - v.balanced_accuracy)
             if v and v.balanced_accuracy is not None else None}
@@ -50,7 +51,8 @@ def measure(run: Path, data: Path, runs: int) -> dict:
 
 def render(results: dict) -> str:
     lines = ["| model | arch @ px | test acc % | test bal. acc % | macro AUC | params | MACs | int8 TFLite | "
-             "int8 p50, 1 thread | paper acc % (ISIC 2019, 224 px) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "int8 p50, 1 thread | int8 vs fp32 (val) | paper acc % (ISIC 2019, 224 px) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, label in ROWS:
         r = results["rows"].get(key)
         if r is None:
@@ -59,12 +61,15 @@ def render(results: dict) -> str:
         lines.append(f"| {label} | {r['arch']} @ {r['input_size']} | {100 * t['accuracy']:.1f} | "
                      f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | {r['params'] / 1e6:.2f} M | "
                      f"{r['macs'] / 1e6:.0f} M | {r['int8_tflite_bytes'] / 1e6:.2f} MB | "
-                     f"{r['int8_p50_ms_1thread']:.2f} ms | {PAPER.get(key, '—')} |")
+                     f"{r['int8_p50_ms_1thread']:.2f} ms | {100 * r['int8_val_agreement']:.1f}% agree, "
+                     f"{-r['int8_val_bacc_drop_pt']:+.1f} pt bacc ({r['int8_gate']}) | {PAPER.get(key, '—')} |")
     n = next(iter(results["rows"].values()))["test"]["n"]
     lines += ["", f"Test split: {n} images of HAM10000 (lesion-grouped, seed 2021), touched only for this table. "
               f"Latency: LiteRT, batch 1, 1 thread, on {results['machine']}. The paper's numbers are on ISIC 2019 "
               "(25k images) at 224 px with a ResNet-50 teacher and 150-epoch budgets: a different dataset, "
-              "resolution and budget, given for orientation only."]
+              "resolution and budget, given for orientation only. int8: TFLite full-integer (int8 I/O), "
+              "calibrated on 600 train images, compared with PyTorch fp32 on all 1,503 val images; "
+              "the gate is agreement >= 97 % and balanced accuracy within 1 pt."]
     return "\n".join(lines)
 
 
