@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                    lambda: holder.append(_distill(run / "distill", data, args.epochs)))
         checkpoint = holder[0]
     android = _android_copy(run, args.install_android)
-    # A student distilled for seconds on 257 images is verified on ~60: its int8 agreement is reported, not gated.
-    # The zoo student is held to the default gate.
-    gate = [] if args.zoo else ["--no-gate"]
+    # The sample's val split has 59 images (one flipped answer = 1.7 points), too few for the 97 % / 1 pt gate to
+    # mean anything: the demo reports int8 agreement instead of gating on it. The zoo's gate results, on 1,503 real
+    # val images, are in the README table.
+    gate = ["--no-gate"]
     stages.run("export + verify (ONNX, TFLite, CoreML; int8 calibrated on the sample)", lambda: export_main([
         str(checkpoint), "--target", "all", "--int8", "--fp16", "--calib", str(data), "--val", str(data),
         "--out", str(run / "export"), "--android-demo", str(android), *gate]))
