@@ -33,10 +33,24 @@ def rkd_distance(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.
 
 
 def _angles(emb: torch.Tensor) -> torch.Tensor:
-    """``N x D`` -> ``N**3`` cosines ``a_ijk = e_ij . e_ik``, ``e_ij = normalize(x_j - x_i)`` (eps 1e-12: e_ii = 0)."""
-    diff = emb.unsqueeze(0) - emb.unsqueeze(1)  # [i, j] = x_j - x_i
-    unit = F.normalize(diff, p=2, dim=2, eps=1e-12)
-    return torch.bmm(unit, unit.transpose(1, 2)).flatten()
+    """``N x D`` -> ``N**3`` cosines ``a_ijk = e_ij . e_ik``, ``e_ij = normalize(x_j - x_i)`` (eps 1e-12: e_ii = 0).
+
+    Computed from the ``N x N`` inner-product matrix G instead of the ``N x N x D`` difference vectors:
+    ``(x_j - x_i).(x_k - x_i) = (G_jk - G_ik) - (G_ij - G_ii)`` and ``|x_j - x_i|^2 = G_jj + G_ii - 2 G_ij``.
+    Same value (float64 guards the subtractions), ~D times less work: at 128 rows x 1280 dims it turns the
+    slowest SSD-KD term into one of the cheapest. Written so the i == j and i == k entries are exactly 0.
+    """
+    x = emb.double()
+    g = x @ x.t()
+    g = (g + g.t()) / 2  # exactly symmetric, so the i == k numerator cancels exactly
+    diag = g.diagonal()
+    # clamp inside the sqrt (not 0): a zero distance (i == j) would give sqrt'(0) = inf and NaN gradients
+    norm = (diag.unsqueeze(0) + diag.unsqueeze(1) - 2 * g).clamp(min=1e-24).sqrt()  # [i, j] = |x_j - x_i|
+    denom = norm.clamp(min=1e-12)
+    gi = g.unsqueeze(1)  # [i, 1, k] = G_ik
+    numerator = (g.unsqueeze(0) - gi) - (g - diag.unsqueeze(1)).unsqueeze(2)  # [i, j, k]
+    cos = numerator / (denom.unsqueeze(2) * denom.unsqueeze(1))
+    return cos.to(emb.dtype).flatten()
 
 
 def rkd_angle(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:

@@ -499,3 +499,23 @@ def test_gram_loss_spatial_kernel_path_matches_explicit_grams(shape) -> None:
     t = torch.randn(*shape, dtype=torch.float64)
     explicit = ((gram_matrix(s) - gram_matrix(t)) ** 2).mean().sqrt()
     assert gram_loss(s, t).item() == pytest.approx(explicit.item(), rel=1e-10)
+
+
+def test_rkd_angle_gram_form_matches_difference_vectors_and_has_finite_gradients() -> None:
+    # The loss is computed from inner products; check it against the definition on the N x N x D differences.
+    torch.manual_seed(0)
+    s = torch.randn(12, 40, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(12, 30, dtype=torch.float64)
+
+    def explicit(e: torch.Tensor) -> torch.Tensor:
+        unit = torch.nn.functional.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2, eps=1e-12)
+        return torch.bmm(unit, unit.transpose(1, 2)).flatten()
+
+    expected = torch.nn.functional.smooth_l1_loss(explicit(s), explicit(t))
+    loss = rkd_angle(s, t)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-9)
+    loss.backward()
+    assert torch.isfinite(s.grad).all()
+    s32 = s.detach().float().requires_grad_()
+    rkd_angle(s32, t.float()).backward()
+    assert torch.isfinite(s32.grad).all()
