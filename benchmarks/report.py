@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from benchmarks import schema
-from models.atomic import atomic_write_json, atomic_write_text
+from models.atomic import atomic_write_json, atomic_write_text, read_json
 from models.errors import InputError
 
 MB = 1024 * 1024
@@ -135,12 +134,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: results file not found") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
+    doc = read_json(path, "results file")
     if not isinstance(doc, dict) or doc.get("schema") != schema.SCHEMA_NAME:
         raise InputError(f"{path}: not an ssdkd-bench results.json")
     if doc.get("schema_version") != schema.SCHEMA_VERSION:

@@ -78,3 +78,14 @@ def atomic_save(final: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     with atomic_path(final, suffix=Path(final).suffix) as tmp:
         writer(tmp)
     return Path(final)
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Parse a JSON file; a missing or malformed one is an :class:`InputError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None

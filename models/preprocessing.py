@@ -15,7 +15,6 @@ For integer inputs, ``q = clip(rint(x / scale + zero_point))`` (round half to ev
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from models.atomic import read_json
 from models.errors import InputError
 
 PREPROCESSING_SCHEMA_VERSION = 1
@@ -166,14 +166,7 @@ class Preprocessing:
 
     @classmethod
     def load(cls, path: str | Path) -> Preprocessing:
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: not found") from None
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_json(d, str(path))
+        return cls.from_json(read_json(path, "preprocessing contract"), str(path))
 
     def validate(self, source: str = "preprocessing") -> None:
         if self.layout not in ("NCHW", "NHWC"):
