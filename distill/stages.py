@@ -144,7 +144,7 @@ def _setup(cfg: Config, out: str | Path) -> tuple[Path, DistInfo, torch.device]:
     return run_dir, dist, device
 
 
-def _finish(run_dir: Path, result: FitResult, task: nn.Module, data: StageData, dist: DistInfo,
+def _finish(run_dir: Path, result: FitResult, data: StageData, dist: DistInfo,
             device: torch.device, title: str) -> dict:
     """Reload best.pt, write metrics.json and figures (rank 0)."""
     if not dist.is_main:
@@ -184,7 +184,7 @@ def train_teacher(cfg: Config, out: str | Path, resume: bool = False) -> dict:
                  save_best=_checkpoint_saver(run_dir, cfg, cfg.teacher, data, "teacher"),
                  seed=cfg.seed, runtime=cfg.runtime, dist=dist, device=device,
                  num_workers=cfg.data.num_workers, resume=resume, desc="teacher")
-    return _finish(run_dir, result, task, data, dist, device, f"teacher {cfg.teacher.arch}")
+    return _finish(run_dir, result, data, dist, device, f"teacher {cfg.teacher.arch}")
 
 
 def _teacher_checkpoint(cfg: Config) -> Path:
@@ -293,7 +293,7 @@ def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: s
                  save_best=_checkpoint_saver(run_dir, cfg, cfg.student, data, "student"),
                  seed=cfg.seed, runtime=cfg.runtime, dist=dist, device=device,
                  num_workers=cfg.data.num_workers, resume=resume, desc=f"student {cfg.loss.method}")
-    return _finish(run_dir, result, task, data, dist, device, f"student {cfg.student.arch} ({cfg.loss.method})")
+    return _finish(run_dir, result, data, dist, device, f"student {cfg.student.arch} ({cfg.loss.method})")
 
 
 class _Renormalize(nn.Module):
