@@ -73,8 +73,9 @@ class LossConfig:
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # NHWC activations (faster on CUDA and on CPU's oneDNN)
     deterministic: bool = False
+    keep_freed_memory: bool = True  # CPU: glibc reuses freed activations instead of page-faulting them (distill.malloc)
     threads: int | None = None  # torch intra-op threads on CPU
 
 

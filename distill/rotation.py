@@ -14,8 +14,10 @@ def rotate_batch(x: torch.Tensor) -> torch.Tensor:
     """
     if x.ndim != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"rotate_batch needs a B x C x H x W batch with H == W, got shape {tuple(x.shape)}")
-    rotated = torch.stack([torch.rot90(x, r, dims=(-2, -1)) for r in range(NUM_ROTATIONS)], dim=1)
-    return rotated.flatten(0, 1)
+    rotated = torch.stack([torch.rot90(x, r, dims=(-2, -1)) for r in range(NUM_ROTATIONS)], dim=1).flatten(0, 1)
+    # Keep a channels_last batch channels_last, or every network's first conv pays a relayout of all 4B rows.
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return rotated.contiguous(memory_format=torch.channels_last) if cl else rotated
 
 
 def split_rotations(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

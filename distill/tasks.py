@@ -12,20 +12,25 @@ from distill.config import LossConfig
 from distill.heads import ConvReg, SSHead, similarity_logits
 from distill.losses import dkd_loss, kd_loss, rkd_loss, scratch_loss, ss_head_loss, ssdkd_loss
 from distill.rotation import rotate_batch, split_rotations
-from models.net import Classifier, Features
+from models.net import Classifier, Features, fold_batchnorm
 
 
 class _Frozen:
-    """Holds frozen modules without registering them (not in state_dict, DDP or the optimizer)."""
+    """Holds frozen modules without registering them (not in state_dict, DDP or the optimizer).
 
-    def __init__(self, **modules: nn.Module) -> None:
+    The teacher is held BatchNorm-folded: it only ever runs in eval mode, where folding is exact up to rounding.
+    """
+
+    def __init__(self, teacher: Classifier, **modules: nn.Module) -> None:
+        modules = {"teacher": fold_batchnorm(teacher), **modules}
         for m in modules.values():
             m.eval().requires_grad_(False)
         self.__dict__.update(modules)
 
-    def to(self, device: torch.device) -> _Frozen:
+    def to(self, *args, **kwargs) -> _Frozen:
+        """Same arguments as :meth:`nn.Module.to` (device, dtype, memory_format)."""
         for m in self.__dict__.values():
-            m.to(device)
+            m.to(*args, **kwargs)
         return self
 
 
@@ -81,7 +86,7 @@ class DistillTask(nn.Module):
         self.loss = loss
         self.student = student
         self.register_buffer("class_weights", class_weights)
-        frozen = {"teacher": teacher}
+        frozen = {}
         if self.method == "ssd-kd":
             if teacher_ss_head is None:
                 raise ValueError("ssd-kd needs the teacher's trained SS head (run `ssdkd-distill ss-head` first)")
@@ -91,7 +96,7 @@ class DistillTask(nn.Module):
         gram_w = {"ssd-kd": loss.ssd_kd.gram * loss.ssd_kd.relational, "d-kd": loss.d_kd.gram}.get(self.method, 0.0)
         if gram_w > 0:
             self.conv_reg = ConvReg(student.feature_dim, teacher.feature_dim)
-        self.frozen = _Frozen(**frozen)
+        self.frozen = _Frozen(teacher, **frozen)
 
     @property
     def classifier(self) -> Classifier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -42,3 +43,16 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).logits
+
+
+def fold_batchnorm(model: Classifier) -> Classifier:
+    """An eval-mode copy of ``model`` whose every Conv -> BatchNorm pair is folded into the conv.
+
+    Same outputs up to float rounding (eval BN is an affine map); a frozen teacher's forward gets ~1.5x faster on
+    CPU because BN is no longer a separate memory-bound pass. ``model`` itself is left untouched.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    folded = copy.deepcopy(model).eval()
+    folded.body = fuse(folded.body)
+    return folded

@@ -212,6 +212,14 @@ def test_rotate_batch_row_layout_matches_np_rot90() -> None:
             np.testing.assert_array_equal(out[4 * b + r].numpy(), expected)
 
 
+def test_rotate_batch_keeps_a_channels_last_batch_channels_last() -> None:
+    x = _randn(2, 3, 6, 6)
+    out = rotation.rotate_batch(x.contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, rotation.rotate_batch(x), rtol=0, atol=0)
+    assert rotation.rotate_batch(x).is_contiguous()
+
+
 def test_rotate_batch_rejects_non_square() -> None:
     with pytest.raises(ValueError, match="H == W"):
         rotation.rotate_batch(torch.zeros(1, 3, 4, 5))

@@ -1,0 +1,69 @@
+"""CPU runtime settings the engine applies: the allocator tuning and channels_last placement."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from distill.config import LossConfig, RuntimeConfig
+from distill.engine import place_task
+from distill.heads import SSHead
+from distill.tasks import DistillTask
+from models import build_model
+
+_STEPS = """
+import resource, sys, torch
+from distill.malloc import keep_freed_memory
+from models import build_model
+if sys.argv[1] == "tuned":
+    assert keep_freed_memory()
+torch.manual_seed(0)
+model = build_model("mobilenet_v2", 8, width=0.35)
+x, y = torch.randn(64, 3, 112, 112), torch.arange(64) % 8
+def step():
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+step(); step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _steady_state_page_faults(mode: str) -> int:
+    # A fresh process each: the allocator setting is process-wide and cannot be undone.
+    out = subprocess.run([sys.executable, "-c", _STEPS, mode], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_keep_freed_memory_stops_training_steps_faulting_their_activations_in() -> None:
+    default, tuned = _steady_state_page_faults("default"), _steady_state_page_faults("tuned")
+    assert default > 10_000, "glibc's default should re-fault the large activations every step"
+    assert tuned < default / 10
+
+
+def _task() -> DistillTask:
+    teacher = build_model("mobilenet_v2", 8, width=0.35)
+    return DistillTask(build_model("mobilenet_v2", 8, width=0.35), teacher, torch.ones(8), LossConfig(),
+                       SSHead(teacher.feature_dim))
+
+
+def _spatial_conv_weights(task: DistillTask) -> list[torch.Tensor]:
+    # 1x1 convs are both contiguous and channels_last; only k x k kernels tell the layouts apart.
+    return [m.weight for m in (*task.modules(), *task.frozen.teacher.modules())
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_place_task_lays_out_student_heads_and_frozen_teacher(channels_last: bool) -> None:
+    task = _task()
+    place_task(task, torch.device("cpu"), RuntimeConfig(device="cpu", channels_last=channels_last))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    weights = _spatial_conv_weights(task)
+    assert len(weights) > 20 and all(w.is_contiguous(memory_format=fmt) for w in weights)
