@@ -49,6 +49,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "litert: litert-torch + ai-edge-quantizer (3x faster conversion, no TensorFlow)")
     p.add_argument("--onnx-activations", choices=("uint8", "int8"), default="uint8",
                    help="ONNX int8 activation type (uint8 is the fast path on x86)")
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="quantize int8 straight from the float model (default: weights pre-rounded to the int8 "
+                        "grid with their output shift on the calibration images folded into the biases)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="threads for conversion")
     p.add_argument("--verbose-converters", action="store_true", help="show the converters' own logs")
@@ -75,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             android_demo=args.android_demo,
             gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
             val_size=args.val_size, split=args.split, tflite_route=args.tflite_route,
-            onnx_activations=args.onnx_activations, dynamic_batch=args.dynamic_batch, threads=args.threads,
+            onnx_activations=args.onnx_activations, bias_correction=not args.no_bias_correction,
+            dynamic_batch=args.dynamic_batch, threads=args.threads,
             verbose=not args.quiet, quiet_converters=not args.verbose_converters,
         )
     except InputError as e:

@@ -2,7 +2,7 @@
 
 Each target module exposes ``build(job, spec) -> Preprocessing``: write ``job.out_dir / spec.file`` atomically
 and return the artifact's preprocessing contract (layout, dtypes, scales) for its sidecar. Intermediate files
-(a float model that int8 is quantized from, onnx2tf's SavedModel) go to ``job.work_dir`` and ``job.cache`` so
+(the float model that int8 is quantized from, onnx2tf's SavedModels) go to ``job.work_dir`` and ``job.cache`` so
 sibling artifacts reuse them instead of converting twice.
 """
 
@@ -34,9 +34,20 @@ class Job:
     tflite_route: str = DEFAULT_TFLITE_ROUTE
     dynamic_batch: bool = False
     onnx_activations: str = "uint8"
+    bias_correction: bool = True
     cache: dict[str, Any] = field(default_factory=dict)
 
     def need_calib(self, what: str) -> ImageSet:
         if self.calib is None:
             raise InputError(f"{what} needs calibration images: pass --calib ROOT")
         return self.calib
+
+    def int8_source(self) -> torch.nn.Module:
+        """The float model every int8 artifact is quantized from: :func:`export.bias_correction.int8_ready`
+        (weights on the int8 grid, biases corrected on the calibration images), or the model itself when off."""
+        if "int8_source" not in self.cache:
+            from export.bias_correction import int8_ready
+
+            self.cache["int8_source"] = (int8_ready(self.model, self.need_calib("int8"), self.pre)
+                                         if self.bias_correction else self.model)
+        return self.cache["int8_source"]

@@ -43,6 +43,7 @@ def export(
     split: str | Path | None = None,
     tflite_route: str = formats.DEFAULT_TFLITE_ROUTE,
     onnx_activations: str = "uint8",
+    bias_correction: bool = True,
     dynamic_batch: bool = False,
     calib_transform: PixelTransform | None = None,
     threads: int = 2,
@@ -89,7 +90,8 @@ def export(
     specs = formats.plan(names, int8, fp16)
     settings = {
         "targets": names, "int8": int8, "fp16": fp16, "imgsz": pre.input_size, "tflite_route": tflite_route,
-        "onnx_activations": onnx_activations, "dynamic_batch": dynamic_batch, "calib_size": calib_size,
+        "onnx_activations": onnx_activations, "bias_correction": bias_correction, "dynamic_batch": dynamic_batch,
+        "calib_size": calib_size,
         "val_size": val_size, "calib": calib_set.describe() if calib_set else None,
         "val": val_set.describe() if val_set else None, "gate": gate.to_json(), "threads": threads,
         "android_demo": str(android_demo) if android_demo is not None else None, "versions": _versions(),
@@ -99,7 +101,7 @@ def export(
 
     with tempfile.TemporaryDirectory(prefix="ssdkd-export-") as work:
         job = Job(model, card, pre, out, Path(work), calib_set, threads, quiet_converters, tflite_route,
-                  dynamic_batch, onnx_activations)
+                  dynamic_batch, onnx_activations, bias_correction)
         for spec in specs:
             report.artifacts.append(_build_one(log, job, spec, val_set, ref, reference, gate))
             report.write()  # after every artifact, so an interrupted run still leaves a truthful report

@@ -42,19 +42,22 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
     return io_contract(path, job.pre)
 
 
-def _fp32_bytes(job: Job) -> bytes:
-    """litert-torch conversion (cached: fp16 and int8 are derived from it)."""
-    if "litert_fp32" not in job.cache:
+def _fp32_bytes(job: Job, int8_source: bool = False) -> bytes:
+    """litert-torch conversion of the float model (fp16 is derived from it) or, for int8, of
+    :meth:`Job.int8_source`; each cached for its sibling artifacts."""
+    key = f"litert_fp32_{'int8_source' if int8_source else 'model'}"
+    if key not in job.cache:
         import litert_torch
 
         s = job.pre.input_size
+        model = job.int8_source() if int8_source else job.model
         with quiet(job.quiet), torch.no_grad():
-            nhwc = litert_torch.to_channel_last_io(job.model.eval(), args=[0])
+            nhwc = litert_torch.to_channel_last_io(model.eval(), args=[0])
             edge = litert_torch.convert(nhwc, (torch.zeros(1, s, s, 3),))
-            tmp = job.work_dir / "litert_fp32.tflite"
+            tmp = job.work_dir / f"{key}.tflite"
             edge.export(str(tmp))
-        job.cache["litert_fp32"] = tmp.read_bytes()
-    return job.cache["litert_fp32"]
+        job.cache[key] = tmp.read_bytes()
+    return job.cache[key]
 
 
 def _recipe(spec: ArtifactSpec) -> list:
@@ -96,7 +99,7 @@ def _calibration(job: Job, quantizer, float_model: bytes) -> dict:
 def _quantize(job: Job, spec: ArtifactSpec) -> bytes:
     from ai_edge_quantizer import quantizer
 
-    float_model = _fp32_bytes(job)
+    float_model = _fp32_bytes(job, int8_source=spec.precision == "int8")
     q = quantizer.Quantizer(bytearray(float_model), _recipe(spec))
     with quiet(job.quiet):
         result = q.quantize(_calibration(job, q, float_model) if q.need_calibration else None,

@@ -35,24 +35,26 @@ def _sample_file(job: Job) -> np.ndarray:
     return np.clip(x[:, idx][:, :, idx], 0, 1).astype(np.float32)
 
 
-def _saved_model(job: Job) -> Path:
-    """Static ONNX -> onnx2tf SavedModel (cached for the sibling artifacts)."""
-    if "onnx2tf_dir" in job.cache:
-        return job.cache["onnx2tf_dir"]
+def _saved_model(job: Job, int8: bool) -> Path:
+    """Static ONNX -> onnx2tf SavedModel of the float model, or for int8 of :meth:`Job.int8_source` (each cached
+    for its sibling artifacts)."""
+    key = "int8" if int8 else "float"
+    if key in job.cache.setdefault("onnx2tf_dir", {}):
+        return job.cache["onnx2tf_dir"][key]
     import onnx2tf
 
     from export.onnx_export import export_onnx_fp32
 
-    work = job.work_dir / "onnx2tf"
+    work = job.work_dir / f"onnx2tf_{key}"
     work.mkdir(parents=True, exist_ok=True)
     onnx_path = work / "model_static.onnx"
-    export_onnx_fp32(job.model, job.pre, job.card, onnx_path, dynamic_batch=False)
+    export_onnx_fp32(job.int8_source() if int8 else job.model, job.pre, job.card, onnx_path, dynamic_batch=False)
     np.save(work / SAMPLE_FILE, _sample_file(job))
     with working_dir(work), quiet(job.quiet):
         onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "saved_model"),
                         non_verbose=True, verbosity="error", disable_model_save=False)
-    job.cache["onnx2tf_dir"] = work / "saved_model"
-    return job.cache["onnx2tf_dir"]
+    job.cache["onnx2tf_dir"][key] = work / "saved_model"
+    return work / "saved_model"
 
 
 def _int8(job: Job, saved_model: Path, io_dtype: str) -> bytes:
@@ -76,9 +78,10 @@ def _int8(job: Job, saved_model: Path, io_dtype: str) -> bytes:
 
 
 def build(job: Job, spec: ArtifactSpec, path: Path) -> None:
-    sm = _saved_model(job)
+    int8 = spec.precision == "int8"
+    sm = _saved_model(job, int8)
     stem = "model_static"
-    if spec.precision in ("fp32", "fp16"):
+    if not int8:
         src = sm / f"{stem}_float{'32' if spec.precision == 'fp32' else '16'}.tflite"
         atomic_save(path, lambda tmp: shutil.copyfile(src, tmp))
     else:

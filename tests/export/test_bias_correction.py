@@ -1,0 +1,94 @@
+"""The float model int8 is quantized from: weights on the converters' int8 grid, output shifts folded into biases."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.bias_correction import int8_ready, round_to_int8_grid
+from export.calibration import read_split_images
+from models import load_checkpoint
+from models.net import fold_batchnorm
+
+
+def test_round_to_int8_grid_by_hand() -> None:
+    w = torch.tensor([[1.0, -0.5, 0.26], [0.0, 0.0, 0.0], [-2.54, 0.01, 0.0]])
+    q = round_to_int8_grid(w)
+    torch.testing.assert_close(q[0], torch.tensor([127, -64, 33]) / 127.0)  # -63.5 rounds to even, 33.02 -> 33
+    assert torch.equal(q[1], torch.zeros(3))  # an all-zero channel stays zero, no NaN
+    torch.testing.assert_close(q[2], torch.tensor([-127, 0, 0]) * (2.54 / 127))  # 0.5 rounds to even: 0
+    torch.testing.assert_close(round_to_int8_grid(q), q)  # idempotent: a converter re-rounding changes nothing
+
+
+@pytest.fixture(scope="module")
+def model_and_calib(trained_checkpoint):
+    model, card = load_checkpoint(trained_checkpoint)
+    pre = card.preprocessing()
+    calib = read_split_images(card.data["root"], "train", card, Path(trained_checkpoint), pre, 200)
+    return model.eval(), pre, calib
+
+
+def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+
+
+def test_int8_ready_weights_are_on_the_grid_and_the_model_is_untouched(model_and_calib) -> None:
+    model, pre, calib = model_and_calib
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ready = int8_ready(model, calib, pre)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ready.modules())
+    for layer in _layers(ready):
+        w = layer.weight.detach()
+        steps = w / (w.abs().flatten(1).amax(1).clamp(min=1e-30) / 127).view(-1, *[1] * (w.ndim - 1))
+        torch.testing.assert_close(steps, steps.round(), atol=1e-3, rtol=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_bias_correction_restores_each_layers_mean_output(model_and_calib) -> None:
+    model, pre, calib = model_and_calib
+    x = torch.from_numpy(calib.model_input(pre))
+    ready, folded = int8_ready(model, calib, pre), fold_batchnorm(model)
+    # The second layer (depthwise) reads the first one's ReLU6 output: inputs with a non-zero mean, where rounded
+    # weights shift the mean output and the correction must undo it.
+    float_layer, ready_layer = _layers(folded)[1], _layers(ready)[1]
+    seen = []
+    float_layer.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
+    with torch.no_grad():
+        folded(x)
+        conv = functools.partial(torch.nn.functional.conv2d, seen[0], stride=float_layer.stride,
+                                 padding=float_layer.padding, groups=float_layer.groups)
+        want = conv(float_layer.weight, float_layer.bias).mean((0, 2, 3))
+        got = conv(ready_layer.weight, ready_layer.bias).mean((0, 2, 3))
+        uncorrected = conv(ready_layer.weight, float_layer.bias).mean((0, 2, 3))
+    assert (got - want).abs().max() < 1e-5
+    assert (uncorrected - want).abs().max() > 100 * (got - want).abs().max()
+
+
+def _onnx_int8_weights(path: Path) -> list[np.ndarray]:
+    """Dequantized per-channel int8 conv weights of a QDQ model, in graph order."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    out = []
+    for node in g.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in init and init[node.input[0]].ndim == 4:
+            q, scale = init[node.input[0]], init[node.input[1]]
+            out.append(q.astype(np.float32) * scale.reshape(-1, 1, 1, 1))
+    return out
+
+
+@pytest.mark.slow
+def test_onnxruntime_keeps_the_pre_rounded_weights(exported, model_and_calib) -> None:
+    model, pre, calib = model_and_calib
+    ready_convs = [m.weight.detach().numpy() for m in _layers(int8_ready(model, calib, pre))[:-1]]
+    onnx_convs = _onnx_int8_weights(exported.out_dir / "model_int8.onnx")
+    assert exported.settings["bias_correction"] is True and len(onnx_convs) == len(ready_convs)
+    for want in ready_convs:  # graph order is not module order: each must have an exact twin in the QDQ model
+        assert any(got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-7) for got in onnx_convs)
