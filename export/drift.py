@@ -26,10 +26,16 @@ TOP = 5
 
 def diagnose(job: Job, spec: ArtifactSpec, images: ImageSet, n_images: int = N_IMAGES, top: int = TOP) -> list[dict]:
     """``[{"tensor", "sqnr_db"}]`` for the ``top`` worst layers (empty when the target has no such tool)."""
+    # The baseline is the float model the artifact was quantized from (bias-corrected, BatchNorm folded): its tensors
+    # are the ones the int8 graph mirrors, so the tools can pair them up layer by layer.
     if spec.target == "onnx":
-        worst = _onnx(job.out_dir / "model_fp32.onnx", job.out_dir / spec.file, images, job, n_images)
+        from export.onnx_export import int8_float_source
+
+        worst = _onnx(int8_float_source(job), job.out_dir / spec.file, images, job, n_images)
     elif spec.target == "tflite":
-        worst = _tflite(job.out_dir / "model_fp32.tflite", job.out_dir / spec.file, images, job, n_images)
+        from export.tflite_export import int8_float_source
+
+        worst = _tflite(int8_float_source(job), job.out_dir / spec.file, images, job, n_images)
     else:
         return []
     finite = [(t, v) for t, v in worst.items() if v is not None and not math.isnan(v)]

@@ -32,11 +32,16 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
         if spec.precision == "fp32":
             export_onnx_fp32(job.model, job.pre, job.card, path, job.dynamic_batch)
         else:
-            source = job.work_dir / "int8_source.onnx"
+            source = int8_float_source(job)
             export_onnx_fp32(job.int8_source(), job.pre, job.card, source, job.dynamic_batch)
             export_onnx_int8(source, job.need_calib("ONNX int8"), job.pre, path, job.onnx_activations,
                              job.bias_correction)
     return job.pre
+
+
+def int8_float_source(job: Job) -> Path:
+    """Where the float ONNX that ``model_int8.onnx`` is quantized from is written (the per-layer drift baseline)."""
+    return job.work_dir / "int8_source.onnx"
 
 
 def metadata(card: ModelCard, pre: Preprocessing) -> dict[str, str]:

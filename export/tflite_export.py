@@ -42,10 +42,25 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
     return io_contract(path, job.pre)
 
 
+def int8_float_source(job: Job) -> Path:
+    """The float flatbuffer this job's int8 TFLite artifacts are quantized from (the per-layer drift baseline)."""
+    if job.tflite_route == "onnx2tf":
+        from export import tflite_onnx2tf
+
+        return tflite_onnx2tf.int8_float_source(job)
+    _fp32_bytes(job, int8_source=True)
+    return _litert_path(job, int8_source=True)
+
+
+def _litert_path(job: Job, int8_source: bool) -> Path:
+    return job.work_dir / f"litert_fp32_{'int8_source' if int8_source else 'model'}.tflite"
+
+
 def _fp32_bytes(job: Job, int8_source: bool = False) -> bytes:
     """litert-torch conversion of the float model (fp16 is derived from it) or, for int8, of
     :meth:`Job.int8_source`; each cached for its sibling artifacts."""
-    key = f"litert_fp32_{'int8_source' if int8_source else 'model'}"
+    tmp = _litert_path(job, int8_source)
+    key = tmp.stem
     if key not in job.cache:
         import litert_torch
 
@@ -54,7 +69,6 @@ def _fp32_bytes(job: Job, int8_source: bool = False) -> bytes:
         with quiet(job.quiet), torch.no_grad():
             nhwc = litert_torch.to_channel_last_io(model.eval(), args=[0])
             edge = litert_torch.convert(nhwc, (torch.zeros(1, s, s, 3),))
-            tmp = job.work_dir / f"{key}.tflite"
             edge.export(str(tmp))
         job.cache[key] = tmp.read_bytes()
     return job.cache[key]

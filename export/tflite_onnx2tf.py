@@ -77,6 +77,11 @@ def _int8(job: Job, saved_model: Path, io_dtype: str) -> bytes:
         return conv.convert()
 
 
+def int8_float_source(job: Job) -> Path:
+    """The float flatbuffer the int8 artifacts are quantized from (the per-layer drift baseline)."""
+    return _saved_model(job, int8=True) / "model_static_float32.tflite"
+
+
 def build(job: Job, spec: ArtifactSpec, path: Path) -> None:
     int8 = spec.precision == "int8"
     sm = _saved_model(job, int8)

@@ -92,3 +92,30 @@ def test_onnxruntime_keeps_the_pre_rounded_weights(exported, model_and_calib) ->
     assert exported.settings["bias_correction"] is True and len(onnx_convs) == len(ready_convs)
     for want in ready_convs:  # graph order is not module order: each must have an exact twin in the QDQ model
         assert any(got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-7) for got in onnx_convs)
+
+
+def _tflite_int8_conv_weights(path: Path) -> list[np.ndarray]:
+    """Dequantized per-channel int8 4-D weights of a TFLite model (OHWI conv, 1HWO depthwise)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    out = []
+    for t in it.get_tensor_details():
+        qp = t["quantization_parameters"]
+        if t["dtype"] == np.int8 and len(t["shape"]) == 4 and len(qp["scales"]) > 1:
+            shape = [1] * 4
+            shape[qp["quantized_dimension"]] = -1
+            out.append(it.get_tensor(t["index"]).astype(np.float32) * qp["scales"].reshape(shape))
+    return out
+
+
+@pytest.mark.slow
+def test_tflite_converter_keeps_the_pre_rounded_weights(exported, model_and_calib) -> None:
+    model, pre, calib = model_and_calib
+    convs = [m for m in _layers(int8_ready(model, calib, pre)) if isinstance(m, torch.nn.Conv2d)]
+    tfl = _tflite_int8_conv_weights(exported.out_dir / "model_int8.tflite")
+    assert len(tfl) == len(convs)
+    for m in convs:
+        w = m.weight.detach().numpy()
+        want = w.transpose(1, 2, 3, 0) if m.groups > 1 else w.transpose(0, 2, 3, 1)  # 1HWO / OHWI
+        assert any(got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-7) for got in tfl)
