@@ -43,8 +43,9 @@ class Job:
         return self.calib
 
     def int8_source(self) -> torch.nn.Module:
-        """The float model every int8 artifact is quantized from: :func:`export.bias_correction.int8_ready`
-        (weights on the int8 grid, biases corrected on the calibration images), or the model itself when off."""
+        """The float model the ONNX and TFLite int8 artifacts are quantized from: the model itself when
+        ``bias_correction`` is off, else :func:`export.bias_correction.int8_ready` (weights on the int8 grid,
+        biases corrected on the calibration images)."""
         if "int8_source" not in self.cache:
             from export.bias_correction import int8_ready
 
