@@ -41,6 +41,7 @@ class Artifact:
     preprocessing: Path | None  # the sidecar; None only for the torch reference (its card is the contract)
     size_bytes: int
     problem: str | None = None  # set when the export report lists it but it cannot be run (e.g. export failed)
+    input_size: int | None = None  # torch reference only: run at this size instead of the card's
 
     @property
     def is_reference(self) -> bool:
@@ -49,13 +50,13 @@ class Artifact:
     def to_json(self) -> dict:
         return {"name": self.name, "path": str(self.path), "runtime": self.runtime, "precision": self.precision,
                 "target": self.target, "preprocessing": str(self.preprocessing) if self.preprocessing else None,
-                "size_bytes": self.size_bytes, "problem": self.problem}
+                "size_bytes": self.size_bytes, "problem": self.problem, "input_size": self.input_size}
 
     @classmethod
     def from_json(cls, d: dict) -> Artifact:
         side = d.get("preprocessing")
         return cls(d["name"], Path(d["path"]), d["runtime"], d["precision"], d["target"],
-                   Path(side) if side else None, int(d["size_bytes"]), d.get("problem"))
+                   Path(side) if side else None, int(d["size_bytes"]), d.get("problem"), d.get("input_size"))
 
 
 def parse_runtimes(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -188,6 +189,17 @@ def _scan_dir(d: Path) -> list[Artifact]:
     return [artifact_from_file(p) for p in found]
 
 
+def _reference_at_artifact_size(artifacts: list[Artifact]) -> list[Artifact]:
+    """Run the PyTorch reference at the artifacts' input size when they all share one (an export made with
+    ``--imgsz`` differs from the card's), so that "p50 / torch" compares equal work."""
+    sizes = {json.loads(a.preprocessing.read_text()).get("input_size") for a in artifacts
+             if a.preprocessing is not None and a.preprocessing.is_file()}
+    if len(sizes) != 1:
+        return artifacts
+    size = int(sizes.pop())
+    return [replace(a, input_size=size) if a.is_reference else a for a in artifacts]
+
+
 def discover(paths: list[str | Path], checkpoint: str | Path | None = None,
              runtimes: tuple[str, ...] = RUNTIMES) -> tuple[list[Artifact], Path | None]:
     """Expand command-line paths into artifacts, the PyTorch reference first (once), in a stable order.
@@ -231,7 +243,7 @@ def discover(paths: list[str | Path], checkpoint: str | Path | None = None,
     for path, a in list(unique.items()):
         if names.count(a.name) > 1:  # same file name from two dirs: rows must stay distinguishable
             unique[path] = replace(a, name=f"{a.path.parent.name}/{a.name}")
-    selected = [a for a in unique.values() if a.runtime in runtimes]
+    selected = _reference_at_artifact_size([a for a in unique.values() if a.runtime in runtimes])
     if not selected:
         kinds = sorted({a.runtime for a in unique.values()})
         raise InputError(f"no artifact matches --runtimes {','.join(runtimes)} (found: {', '.join(kinds)})")

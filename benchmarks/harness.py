@@ -106,7 +106,7 @@ def preprocessing_for(artifact: Artifact) -> Preprocessing:
     from models import read_checkpoint
 
     _, card = read_checkpoint(artifact.path)
-    return card.preprocessing()
+    return card.preprocessing(**({"input_size": artifact.input_size} if artifact.input_size else {}))
 
 
 def input_spec(pre: Preprocessing) -> InputSpec:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.artifacts import discover, find_sidecar, parse_runtimes
+from benchmarks.harness import preprocessing_for
+from models import load_checkpoint
 from models.errors import InputError
 
 SIDE = {"schema_version": 1, "input_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "labels": ["a", "b"]}
@@ -91,3 +93,17 @@ def test_bad_inputs(tmp_path: Path):
     (tmp_path / "model.preprocessing.json").write_text(json.dumps(SIDE))
     with pytest.raises(InputError, match="checkpoint not found"):
         discover([m], checkpoint=tmp_path / "ghost.pt")
+
+
+def test_reference_runs_at_the_artifacts_input_size(tmp_path: Path, trained_checkpoint):
+    """An export made with --imgsz 96 from a 64-px checkpoint: "p50 / torch" must compare 96 px with 96 px."""
+    d = _export_dir(tmp_path, {"model_fp32.onnx": "onnxruntime", "model_int8.tflite": "litert"})
+    for side in d.glob("*.preprocessing.json"):
+        side.write_text(json.dumps({**SIDE, "input_size": 96}))
+    arts, _ = discover([d], checkpoint=trained_checkpoint)
+    assert arts[0].is_reference and arts[0].input_size == 96
+    assert preprocessing_for(arts[0]).input_size == 96
+    (d / "model_int8.preprocessing.json").write_text(json.dumps(SIDE))  # mixed sizes: the card's own size
+    arts, _ = discover([d], checkpoint=trained_checkpoint)
+    assert arts[0].input_size is None
+    assert preprocessing_for(arts[0]).input_size == load_checkpoint(trained_checkpoint)[1].input_size
