@@ -20,7 +20,7 @@ REPORT_SCHEMA_VERSION = 1
 
 @dataclass
 class Verification:
-    status: str = "not_run"  # passed | failed | not_run
+    status: str = "not_run"  # passed | failed | ungated (failed, gate off) | not_run
     reason: str = ""
     agreement: float | None = None  # top-1 agreement with PyTorch fp32 on the same inputs
     max_abs_dsoftmax: float | None = None

@@ -51,6 +51,15 @@ class Gate:
                                f"{100 * reference_bacc:.1f}% (limit {self.max_bacc_drop:.1f} pt)")
         return reasons
 
+    def apply(self, v: Verification, reference_bacc: float | None) -> Verification:
+        """Set ``v``'s status: failed with the reasons; with the gate off, "ungated" instead of failed (the
+        reasons are still given, so ``--no-gate`` never labels a failing artifact "passed")."""
+        reasons = self.check(v, reference_bacc) if reference_bacc is not None else []
+        if reasons:
+            v.status = "failed" if self.enabled else "ungated"
+            v.reason = "; ".join(reasons) if self.enabled else "gate off; would fail: " + "; ".join(reasons)
+        return v
+
     def to_json(self) -> dict:
         return {"enabled": self.enabled, "max_bacc_drop_pt": self.max_bacc_drop, "min_agreement": self.min_agreement}
 
@@ -131,8 +140,5 @@ def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageS
         raise ValueError(f"no runner for runtime {runtime!r}")
     if images is None or ref is None or not len(images):
         return Verification(status="not_run", reason="no validation images (pass --val ROOT)")
-    v = compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels)
-    reasons = gate.check(v, reference_bacc) if gate.enabled and reference_bacc is not None else []
-    if reasons:
-        v.status, v.reason = "failed", "; ".join(reasons)
-    return v
+    return gate.apply(compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels),
+                      reference_bacc)

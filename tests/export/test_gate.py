@@ -18,11 +18,15 @@ CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
 
 def test_gate_rule():
     gate = Gate(max_bacc_drop=1.0, min_agreement=0.97)
-    ok = Verification(agreement=0.98, balanced_accuracy=0.595)
+    ok = Verification(status="passed", agreement=0.98, balanced_accuracy=0.595)
     assert gate.check(ok, reference_bacc=0.60) == []
     bad = Verification(agreement=0.90, balanced_accuracy=0.55)
     reasons = gate.check(bad, reference_bacc=0.60)
     assert len(reasons) == 2 and "90.0% < 97.0%" in reasons[0] and "5.0 pt below fp32" in reasons[1]
+    assert gate.apply(ok, 0.60).status == "passed"
+    assert gate.apply(Verification(agreement=0.90, balanced_accuracy=0.55), 0.60).status == "failed"
+    off = Gate(enabled=False).apply(Verification(agreement=0.90, balanced_accuracy=0.55), 0.60)
+    assert off.status == "ungated" and off.reason.startswith("gate off; would fail: top-1 agreement")
 
 
 def _constant_calibration_dir(root, per_class=8):
