@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from distill.losses import DKDWeights, KDWeights, RKDWeights, SSDKDWeights
+from distill.teacher_runtime import check_teacher_runtime
 from models.errors import InputError
 
 METHODS = ("ssd-kd", "d-kd", "kd", "rkd", "scratch")
@@ -77,6 +78,7 @@ class RuntimeConfig:
     deterministic: bool = False
     keep_freed_memory: bool = True  # CPU: glibc reuses freed activations instead of page-faulting them (distill.malloc)
     threads: int | None = None  # torch intra-op threads on CPU
+    teacher_runtime: str = "auto"  # auto | torch | onnxruntime: the frozen teacher's forward (auto: onnxruntime on CPU)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Config:
     def validate(self) -> Config:
         if self.loss.method not in METHODS:
             raise InputError(f"loss.method: unknown method {self.loss.method!r}; expected one of {', '.join(METHODS)}")
+        check_teacher_runtime(self.runtime.teacher_runtime)
         if self.data.image_size < 32:
             raise InputError(f"data.image_size must be >= 32, got {self.data.image_size}")
         for name in ("teacher_optim", "ss_head_optim", "student_optim"):

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from distill.config import OptimConfig, RuntimeConfig
 from distill.distributed import DistInfo, all_mean, barrier, params_in_sync
 from distill.malloc import keep_freed_memory
+from distill.teacher_runtime import OnnxTeacher, resolve_teacher_runtime
 from models.atomic import atomic_save, atomic_write_text
 from models.errors import InputError
 
@@ -67,17 +68,21 @@ def autocast(device: torch.device, rt: RuntimeConfig):
 
 
 def place_task(task: nn.Module, device: torch.device, rt: RuntimeConfig) -> None:
-    """Move ``task`` and its frozen teacher to ``device``, channels_last when enabled; on CPU, tune the allocator.
+    """Move ``task`` and its frozen teacher to ``device``, channels_last when enabled; on CPU, tune the allocator
+    and (``rt.teacher_runtime``) run the frozen teacher through onnxruntime.
 
     channels_last pays on CPU as well as CUDA (oneDNN's NHWC kernels; measured on 2 cores at 112 px: MobileNetV2-0.5
     train step 1.6x, frozen MobileNetV2 teacher forward 1.6x faster).
     """
+    teacher_runtime = resolve_teacher_runtime(rt.teacher_runtime, device)
     if device.type == "cpu" and rt.keep_freed_memory:
         keep_freed_memory()
     fmt = {"memory_format": torch.channels_last} if rt.channels_last else {}
     task.to(device, **fmt)
     if hasattr(task, "frozen"):
         task.frozen.to(device, **fmt)
+        if teacher_runtime == "onnxruntime" and not isinstance(task.frozen.teacher, OnnxTeacher):
+            task.frozen.teacher = OnnxTeacher(task.frozen.teacher, torch.get_num_threads())
 
 
 def make_optimizer(params, o: OptimConfig):

@@ -29,5 +29,7 @@ def similarity_logits(head_rot: torch.Tensor, head_orig: torch.Tensor) -> torch.
     """Cosine similarity of every rotated row with every original: ``3B x d``, ``B x d`` -> ``3B x B``.
 
     Entry ``(j, b)`` = cos(head_rot[j], head_orig[b]); the correct column for row j is ``j // 3``.
+    Same value as the official ``F.cosine_similarity`` over broadcast ``3B x B x d`` pairs (each norm clamped at
+    1e-8), as one matrix product of the normalised rows: that never materialises ``3B x B x d`` (~25 ms a step).
     """
-    return F.cosine_similarity(head_rot.unsqueeze(1), head_orig.unsqueeze(0), dim=-1)
+    return F.normalize(head_rot, dim=-1, eps=1e-8) @ F.normalize(head_orig, dim=-1, eps=1e-8).t()

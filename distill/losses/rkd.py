@@ -37,20 +37,25 @@ def _angles(emb: torch.Tensor) -> torch.Tensor:
 
     Computed from the ``N x N`` inner-product matrix G instead of the ``N x N x D`` difference vectors:
     ``(x_j - x_i).(x_k - x_i) = (G_jk - G_ik) - (G_ij - G_ii)`` and ``|x_j - x_i|^2 = G_jj + G_ii - 2 G_ij``.
-    Same value (float64 guards the subtractions), ~D times less work: at 128 rows x 1280 dims it turns the
-    slowest SSD-KD term into one of the cheapest. Written so the i == j and i == k entries are exactly 0.
+    Same value, ~D times less work: at 128 rows x 1280 dims it turns the slowest SSD-KD term into one of the cheapest.
+    Angles do not change when every row is translated, so G is formed from the centred rows in float64: its entries
+    are then on the scale of the differences, and the ``N**3`` part can run in the input's precision (float32: half
+    the memory traffic of float64) with errors no larger than the official float32 difference vectors'.
+    Entries with i == j or i == k (and exact duplicates) are exactly 0, as ``normalize`` makes them.
     """
     x = emb.double()
+    x = x - x.mean(dim=0)
     g = x @ x.t()
-    g = (g + g.t()) / 2  # exactly symmetric, so the i == k numerator cancels exactly
+    g = (g + g.t()) / 2  # exactly symmetric
     diag = g.diagonal()
-    # clamp inside the sqrt (not 0): a zero distance (i == j) would give sqrt'(0) = inf and NaN gradients
-    norm = (diag.unsqueeze(0) + diag.unsqueeze(1) - 2 * g).clamp(min=1e-24).sqrt()  # [i, j] = |x_j - x_i|
-    denom = norm.clamp(min=1e-12)
-    gi = g.unsqueeze(1)  # [i, 1, k] = G_ik
-    numerator = (g.unsqueeze(0) - gi) - (g - diag.unsqueeze(1)).unsqueeze(2)  # [i, j, k]
-    cos = numerator / (denom.unsqueeze(2) * denom.unsqueeze(1))
-    return cos.to(emb.dtype).flatten()
+    dist = (diag.unsqueeze(0) + diag.unsqueeze(1) - 2 * g).clamp(min=0).sqrt()  # [i, j] = |x_j - x_i|
+    # 1/|x_j - x_i|, and 0 for a zero difference (normalize's e_ii = 0); the clamp keeps the unused branch finite,
+    # or its NaN gradient would leak through where()
+    inv = torch.where(dist > 1e-12, 1 / dist.clamp(min=1e-12), 0).to(emb.dtype)
+    g_low = g.to(emb.dtype)
+    shift = (g - diag.unsqueeze(1)).to(emb.dtype)  # [i, j] = G_ij - G_ii
+    numerator = (g_low.unsqueeze(0) - g_low.unsqueeze(1)) - shift.unsqueeze(2)  # [i, j, k]
+    return (numerator * inv.unsqueeze(2) * inv.unsqueeze(1)).flatten()
 
 
 def rkd_angle(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ from distill.losses import (
     true_rank,
     weighted_cross_entropy,
 )
+from distill.losses.rkd import _angles
 from models.net import Features
 
 # The test machine's cores are shared; tiny tensors gain nothing from threads.
@@ -253,6 +254,10 @@ def test_heads_shapes_and_similarity_matches_explicit_cosine() -> None:
         for b in range(2):
             cos = float(rot[j] @ orig[b] / (rot[j].norm() * orig[b].norm()))
             assert sim[j, b].item() == pytest.approx(cos, rel=1e-12)
+    # the official broadcast form, including its eps handling of an all-zero row
+    rot[0] = 0
+    official = torch.nn.functional.cosine_similarity(rot.unsqueeze(1), orig.unsqueeze(0), dim=-1)
+    torch.testing.assert_close(heads.similarity_logits(rot, orig), official, rtol=1e-12, atol=0)
 
 
 # ---------- self-supervised terms ----------
@@ -527,3 +532,38 @@ def test_rkd_angle_gram_form_matches_difference_vectors_and_has_finite_gradients
     s32 = s.detach().float().requires_grad_()
     rkd_angle(s32, t.float()).backward()
     assert torch.isfinite(s32.grad).all()
+
+
+def test_rkd_angle_float32_is_accurate_far_from_the_origin_and_zero_on_duplicates() -> None:
+    # Post-ReLU embeddings sit far from the origin: uncentred float32 inner products would cancel catastrophically.
+    torch.manual_seed(1)
+    e = torch.rand(16, 64, dtype=torch.float64) + 50.0
+    e[5] = e[3]  # an exact duplicate: e_35 = e_53 = 0
+    unit = torch.nn.functional.normalize(e.unsqueeze(0) - e.unsqueeze(1), p=2, dim=2, eps=1e-12)
+    expected = torch.bmm(unit, unit.transpose(1, 2))
+    got = _angles(e.float()).view(16, 16, 16).double()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    i = torch.arange(16)
+    assert (got[3, 5] == 0).all() and (got[3, :, 5] == 0).all() and (got[i, i] == 0).all() and (got[i, :, i] == 0).all()
+
+
+def test_gram_loss_float32_stays_accurate_when_student_nears_teacher() -> None:
+    # Training runs in float32; near convergence G_S ~ G_T and an expansion into large terms would cancel to noise.
+    torch.manual_seed(2)
+    t = torch.rand(4, 256, 4, 4, dtype=torch.float64) * 6
+    s = t + 1e-3 * torch.randn_like(t)
+    explicit = ((gram_matrix(s) - gram_matrix(t)) ** 2).mean().sqrt().item()
+    s32 = s.float().requires_grad_()
+    assert gram_loss(s32, t.float()).item() == pytest.approx(explicit, rel=2e-3)
+    gram_loss(s32, t.float()).backward()
+    s64 = s.clone().requires_grad_()
+    ((gram_matrix(s64) - gram_matrix(t)) ** 2).mean().sqrt().backward()
+    torch.testing.assert_close(s32.grad.double(), s64.grad, rtol=1e-2, atol=1e-3 * s64.grad.abs().max().item())
+
+
+def test_gram_loss_hand_written_gradient_passes_gradcheck() -> None:
+    s = torch.randn(2, 12, 2, 2, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(2, 12, 2, 2, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda s: gram_loss(s, t), (s,))
+    s_cl = s.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(lambda s: gram_loss(s, t), (s_cl,))

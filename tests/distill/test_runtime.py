@@ -1,7 +1,8 @@
-"""CPU runtime settings the engine applies: the allocator tuning and channels_last placement."""
+"""CPU runtime settings the engine applies: allocator tuning, channels_last placement, the onnxruntime teacher."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -9,10 +10,12 @@ import sys
 import pytest
 import torch
 
-from distill.config import LossConfig, RuntimeConfig
+from distill.config import Config, LossConfig, RuntimeConfig
 from distill.engine import place_task
 from distill.heads import SSHead
 from distill.tasks import DistillTask
+from distill.teacher_runtime import OnnxTeacher, resolve_teacher_runtime
+from models.errors import InputError
 from models import build_model
 
 _STEPS = """
@@ -63,7 +66,47 @@ def _spatial_conv_weights(task: DistillTask) -> list[torch.Tensor]:
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_place_task_lays_out_student_heads_and_frozen_teacher(channels_last: bool) -> None:
     task = _task()
-    place_task(task, torch.device("cpu"), RuntimeConfig(device="cpu", channels_last=channels_last))
+    place_task(task, torch.device("cpu"),
+               RuntimeConfig(device="cpu", channels_last=channels_last, teacher_runtime="torch"))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     weights = _spatial_conv_weights(task)
     assert len(weights) > 20 and all(w.is_contiguous(memory_format=fmt) for w in weights)
+
+
+def test_onnx_teacher_matches_the_torch_teacher_at_any_batch_size_and_layout() -> None:
+    torch.manual_seed(0)
+    teacher = build_model("mobilenet_v2", 8, width=0.35).eval()
+    onnx_teacher = OnnxTeacher(teacher, threads=1)
+    for shape in [(3, 3, 64, 64), (5, 3, 96, 96)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = teacher.forward_features(x)
+        got = onnx_teacher.forward_features(x.contiguous(memory_format=torch.channels_last))
+        for r, g in zip(ref, got, strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5 * float(r.abs().max()))
+
+
+def test_place_task_puts_the_cpu_teacher_on_onnxruntime_with_the_same_losses() -> None:
+    cpu = torch.device("cpu")
+    reference = _task()
+    task = copy.deepcopy(reference)
+    place_task(reference, cpu, RuntimeConfig(device="cpu", teacher_runtime="torch"))
+    place_task(task, cpu, RuntimeConfig(device="cpu"))  # auto
+    assert isinstance(task.frozen.teacher, OnnxTeacher) and not isinstance(reference.frozen.teacher, OnnxTeacher)
+    x, y = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(3)), torch.arange(4)
+    losses = []
+    for t in (reference, task):
+        torch.manual_seed(1)  # the student's dropout
+        losses.append(t.train()(x, y))
+    for name, value in losses[0].items():
+        torch.testing.assert_close(losses[1][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_teacher_runtime_choice_is_checked() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_teacher_runtime("auto", cpu) == "onnxruntime"
+    assert resolve_teacher_runtime("auto", cuda) == "torch"
+    with pytest.raises(InputError, match="CPU only"):
+        resolve_teacher_runtime("onnxruntime", cuda)
+    with pytest.raises(InputError, match="runtime.teacher_runtime must be one of auto, torch, onnxruntime"):
+        Config(runtime=RuntimeConfig(teacher_runtime="tensorrt")).validate()
