@@ -23,6 +23,9 @@ class Verification:
     status: str = "not_run"  # passed | failed | ungated (failed, gate off) | not_run
     reason: str = ""
     agreement: float | None = None  # top-1 agreement with PyTorch fp32 on the same inputs
+    # images whose top output score is shared by 2+ classes: on an int8 output grid (~0.1 logit) near-ties become
+    # exact ties, and argmax then takes the lowest class index whatever fp32 said
+    tied_top1: float | None = None
     max_abs_dsoftmax: float | None = None
     max_abs_dlogit: float | None = None
     accuracy: float | None = None

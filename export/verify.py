@@ -42,8 +42,10 @@ class Gate:
         """Reasons the artifact fails the gate (empty when it passes)."""
         reasons = []
         if v.agreement is not None and v.agreement < self.min_agreement:
+            ties = (f" ({100 * v.tied_top1:.1f}% of images tie for the top class on the output grid)"
+                    if v.tied_top1 else "")
             reasons.append(f"top-1 agreement with PyTorch fp32 {100 * v.agreement:.1f}% < "
-                           f"{100 * self.min_agreement:.1f}%")
+                           f"{100 * self.min_agreement:.1f}%{ties}")
         if v.balanced_accuracy is not None:
             drop = 100 * (reference_bacc - v.balanced_accuracy)
             if drop > self.max_bacc_drop:
@@ -127,6 +129,7 @@ def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Verifica
     return Verification(
         status="passed",
         agreement=float((logits.argmax(1) == ref.argmax(1)).mean()),
+        tied_top1=float(((logits == logits.max(1, keepdims=True)).sum(1) > 1).mean()),
         max_abs_dsoftmax=float(d_soft.max()),
         max_abs_dlogit=float(np.abs(logits - ref).max()),
         **scores(logits, labels),

@@ -15,8 +15,8 @@ from distill.engine import place_task
 from distill.heads import SSHead
 from distill.tasks import DistillTask
 from distill.teacher_runtime import OnnxTeacher, resolve_teacher_runtime
-from models.errors import InputError
 from models import build_model
+from models.errors import InputError
 
 _STEPS = """
 import resource, sys, torch

@@ -10,6 +10,7 @@ from PIL import Image
 
 from export import Gate, Verification, export
 from export.cli import main
+from export.verify import compare
 from tests.export.conftest import E2E_GATE
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,15 @@ def test_gate_rule():
     assert gate.apply(Verification(agreement=0.90, balanced_accuracy=0.55), 0.60).status == "failed"
     off = Gate(enabled=False).apply(Verification(agreement=0.90, balanced_accuracy=0.55), 0.60)
     assert off.status == "ungated" and off.reason.startswith("gate off; would fail: top-1 agreement")
+
+
+def test_compare_counts_top1_ties_and_the_gate_names_them():
+    ref = np.array([[1.0, 1.05, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    quantized = np.array([[1.0, 1.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])  # a near-tie rounded to a tie
+    v = compare(quantized, ref, labels=np.array([1, 0, 2]))
+    assert v.tied_top1 == pytest.approx(1 / 3) and v.agreement == pytest.approx(2 / 3)
+    assert "(33.3% of images tie for the top class on the output grid)" in Gate().check(v, reference_bacc=1.0)[0]
+    assert compare(ref, ref, np.array([1, 0, 2])).tied_top1 == 0.0
 
 
 def _constant_calibration_dir(root, per_class=8):
