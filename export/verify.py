@@ -49,8 +49,10 @@ class Gate:
         if v.balanced_accuracy is not None:
             drop = 100 * (reference_bacc - v.balanced_accuracy)
             if drop > self.max_bacc_drop:
+                ci = (f"; 95% interval of the change {v.bacc_change_ci[0]:+.1f} to {v.bacc_change_ci[1]:+.1f} pt"
+                      if v.bacc_change_ci else "")
                 reasons.append(f"balanced accuracy {100 * v.balanced_accuracy:.1f}% is {drop:.1f} pt below fp32 "
-                               f"{100 * reference_bacc:.1f}% (limit {self.max_bacc_drop:.1f} pt)")
+                               f"{100 * reference_bacc:.1f}% (limit {self.max_bacc_drop:.1f} pt{ci})")
         return reasons
 
     def apply(self, v: Verification, reference_bacc: float | None) -> Verification:
@@ -124,6 +126,25 @@ def run_artifact(runner: Runner, pre: Preprocessing, images: ImageSet) -> np.nda
                            for i in range(len(images))]).reshape(len(images), -1)
 
 
+def bacc_change_interval(pred: np.ndarray, ref_pred: np.ndarray, labels: np.ndarray, resamples: int = 2000,
+                         level: float = 0.95, seed: int = 0) -> list[float]:
+    """Percentile interval (points) of ``bacc(pred) - bacc(ref_pred)`` under a paired bootstrap of the images.
+
+    Images are resampled within each class, so every class keeps its count and balanced accuracy stays defined;
+    both predictions see the same resample, so only images on which they differ move the interval.
+    """
+    rng = np.random.default_rng(seed)
+    change = np.zeros(resamples)
+    classes = np.unique(labels)
+    for c in classes:
+        rows = np.flatnonzero(labels == c)
+        diff = (pred[rows] == c).astype(np.float64) - (ref_pred[rows] == c)
+        change += diff[rng.integers(0, len(rows), size=(resamples, len(rows)))].mean(1)
+    change *= 100 / len(classes)
+    tail = 100 * (1 - level) / 2
+    return [float(np.percentile(change, tail)), float(np.percentile(change, 100 - tail))]
+
+
 def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Verification:
     d_soft = np.abs(softmax(logits.astype(np.float64)) - softmax(ref.astype(np.float64)))
     return Verification(
@@ -132,6 +153,7 @@ def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Verifica
         tied_top1=float(((logits == logits.max(1, keepdims=True)).sum(1) > 1).mean()),
         max_abs_dsoftmax=float(d_soft.max()),
         max_abs_dlogit=float(np.abs(logits - ref).max()),
+        bacc_change_ci=bacc_change_interval(logits.argmax(1), ref.argmax(1), labels) if len(labels) else None,
         **scores(logits, labels),
     )
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from export import Gate, Verification, export
 from export.cli import main
-from export.verify import compare
+from export.verify import bacc_change_interval, compare
 from tests.export.conftest import E2E_GATE
 
 pytestmark = pytest.mark.slow
@@ -37,6 +37,21 @@ def test_compare_counts_top1_ties_and_the_gate_names_them():
     assert v.tied_top1 == pytest.approx(1 / 3) and v.agreement == pytest.approx(2 / 3)
     assert "(33.3% of images tie for the top class on the output grid)" in Gate().check(v, reference_bacc=1.0)[0]
     assert compare(ref, ref, np.array([1, 0, 2])).tied_top1 == 0.0
+
+
+def test_bacc_change_interval_is_paired_and_stratified():
+    labels = np.repeat([0, 1], [10, 40])
+    ref = labels.copy()
+    assert bacc_change_interval(ref, ref, labels) == [0.0, 0.0]  # same predictions: no uncertainty at all
+    pred = ref.copy()
+    pred[0] = 1  # one of the 10 class-0 images lost: class-0 recall -10 pt, balanced accuracy -5 pt
+    low, high = bacc_change_interval(pred, ref, labels)
+    assert low < -5.0 < high <= 0.0  # never positive: the artifact is nowhere better than the reference
+    assert low >= -15.0  # at most 3 of the resampled 10 class-0 images can be that one (here, in 95 % of draws)
+    v = compare(np.eye(2)[pred], np.eye(2)[ref], labels)
+    assert v.bacc_change_ci == [low, high]
+    reason = Gate(max_bacc_drop=1.0, min_agreement=0.0).check(v, reference_bacc=1.0)[0]
+    assert f"95% interval of the change {low:+.1f} to {high:+.1f} pt" in reason
 
 
 def _constant_calibration_dir(root, per_class=8):
