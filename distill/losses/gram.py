@@ -56,11 +56,12 @@ def _gram_mse_via_spatial_kernels(student: torch.Tensor, teacher: torch.Tensor) 
 
 
 class _GramDistance(torch.autograd.Function):
-    """``sum_b ||S_b S_b^T - T_b T_b^T||_F^2 * 2`` for ``B x HW x C`` rows S (with grad) and T (constant).
+    """``2 * sum_b ||S_b^T S_b - T_b^T T_b||_F^2`` (the ``C x C`` Gram difference) for the transposed maps:
+    ``B x HW x C`` S (with grad) and T (constant).
 
     Written out with its gradient because autograd's own backward of these transposed batched products runs
-    through strided copies (3x slower here). With X = S + T, Y = S - T, P = X X^T, Q = Y Y^T, M = X Y^T:
-    value ``<P, Q> + <M, M^T>``; d/dS = ``2 (Q + M) X + 2 (P + M^T) Y``.
+    through strided copies (3x slower here). With X = S + T, Y = S - T and the ``HW x HW`` products P = X X^T,
+    Q = Y Y^T, M = X Y^T: value ``<P, Q> + <M, M^T>``; d/dS = ``2 (Q + M) X + 2 (P + M^T) Y``.
     """
 
     @staticmethod
