@@ -97,16 +97,18 @@ class ExportReport:
         return atomic_write_json(self.path, self.to_json())
 
     def table(self) -> str:
-        rows = [("artifact", "precision", "io", "size", "agree", "max|dp|", "acc", "bacc", "status", "path")]
+        rows = [("artifact", "precision", "io", "size", "agree", "max|dp|", "acc", "bacc", "Δbacc pt [95% CI]",
+                 "status", "path")]
         ref = self.reference
         if ref.get("accuracy") is not None:
             rows.append(("pytorch (reference)", "fp32", "float32", "", "", "", _pct(ref["accuracy"]),
-                         _pct(ref["balanced_accuracy"]), "", str(self.checkpoint)))
+                         _pct(ref["balanced_accuracy"]), "", "", str(self.checkpoint)))
         for a in self.artifacts:
             v = a.verification
             rows.append((a.file, a.precision, a.io_dtype, _size(a.size_bytes), _pct(v.agreement),
                          "" if v.max_abs_dsoftmax is None else f"{v.max_abs_dsoftmax:.4f}", _pct(v.accuracy),
-                         _pct(v.balanced_accuracy), v.status, str(self.out_dir / a.file)))
+                         _pct(v.balanced_accuracy), _bacc_change(v, ref.get("balanced_accuracy")), v.status,
+                         str(self.out_dir / a.file)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -119,6 +121,13 @@ class ExportReport:
         if data:
             cmd += ["--data", data]
         return shlex.join(cmd)
+
+
+def _bacc_change(v: Verification, reference: float | None) -> str:
+    if v.balanced_accuracy is None or reference is None:
+        return ""
+    ci = f" [{v.bacc_change_ci[0]:+.1f}, {v.bacc_change_ci[1]:+.1f}]" if v.bacc_change_ci else ""
+    return f"{100 * (v.balanced_accuracy - reference):+.1f}{ci}"
 
 
 def _pct(v: float | None) -> str:

@@ -104,3 +104,16 @@ def test_litert_route_and_broken_calibration_transform(export_checkpoint, tmp_pa
         assert (tmp_path / "out" / f).is_file()
     assert report.artifact("model_fp32.tflite").verification.status == "passed"
     assert json.loads(report.path.read_text())["artifacts"][2]["verification"]["status"] == "failed"
+
+
+def test_report_table_shows_the_balanced_accuracy_change_with_its_interval(tmp_path):
+    from export.report import ArtifactRecord, ExportReport
+
+    v = Verification(status="passed", agreement=0.978, balanced_accuracy=0.3494, bacc_change_ci=[-2.06, 0.4])
+    reference = {"accuracy": 0.6, "balanced_accuracy": 0.3552}
+    report = ExportReport(tmp_path, tmp_path / "best.pt", {}, {}, reference=reference,
+                          artifacts=[ArtifactRecord("model_int8.tflite", "tflite", "int8", "litert", "x.json", "int8",
+                                                    verification=v)])
+    header, _, reference_row, row = report.table().splitlines()[:4]
+    assert "Δbacc pt [95% CI]" in header
+    assert "-0.6 [-2.1, +0.4]" in row and "[" not in reference_row
