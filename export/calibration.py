@@ -37,6 +37,9 @@ class ImageSet:
     root: Path
     split: str
     split_source: str
+    # one id per image: its lesion (ISIC metadata's lesion_id) where known, else the image itself. Images of one
+    # lesion are near-duplicates, so statistics over images resample lesions, not images.
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -124,4 +127,5 @@ def read_split_images(root: str | Path, which: str, card: ModelCard, checkpoint:
             px = np.asarray(transform(px), dtype=np.float64)
         x[i] = normalize(px, pre.mean, pre.std)
     labels = np.array([to_model[r.label] for r in records], dtype=np.int64)
-    return ImageSet(x, labels, Path(ds.root), which, source)
+    groups = np.array([r.group for r in records])
+    return ImageSet(x, labels, Path(ds.root), which, source, groups)

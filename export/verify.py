@@ -126,26 +126,34 @@ def run_artifact(runner: Runner, pre: Preprocessing, images: ImageSet) -> np.nda
                            for i in range(len(images))]).reshape(len(images), -1)
 
 
-def bacc_change_interval(pred: np.ndarray, ref_pred: np.ndarray, labels: np.ndarray, resamples: int = 2000,
-                         level: float = 0.95, seed: int = 0) -> list[float]:
-    """Percentile interval (points) of ``bacc(pred) - bacc(ref_pred)`` under a paired bootstrap of the images.
+def bacc_change_interval(pred: np.ndarray, ref_pred: np.ndarray, labels: np.ndarray,
+                         groups: np.ndarray | None = None, resamples: int = 2000, level: float = 0.95,
+                         seed: int = 0) -> list[float]:
+    """Percentile interval (points) of ``bacc(pred) - bacc(ref_pred)`` under a paired cluster bootstrap.
 
-    Images are resampled within each class, so every class keeps its count and balanced accuracy stays defined;
-    both predictions see the same resample, so only images on which they differ move the interval.
+    Within each class, ``groups`` (lesions; default: every image its own) are resampled with replacement and a
+    class's recall is taken over the images of the drawn groups, so every class keeps roughly its count and
+    near-duplicate images of one lesion move together. Both predictions see the same resample, so only images on
+    which they differ move the interval.
     """
     rng = np.random.default_rng(seed)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     change = np.zeros(resamples)
     classes = np.unique(labels)
     for c in classes:
         rows = np.flatnonzero(labels == c)
         diff = (pred[rows] == c).astype(np.float64) - (ref_pred[rows] == c)
-        change += diff[rng.integers(0, len(rows), size=(resamples, len(rows)))].mean(1)
+        _, cluster = np.unique(groups[rows], return_inverse=True)
+        per_group_diff = np.bincount(cluster, weights=diff)
+        per_group_size = np.bincount(cluster).astype(np.float64)
+        drawn = rng.integers(0, len(per_group_size), size=(resamples, len(per_group_size)))
+        change += per_group_diff[drawn].sum(1) / per_group_size[drawn].sum(1)
     change *= 100 / len(classes)
     tail = 100 * (1 - level) / 2
     return [float(np.percentile(change, tail)), float(np.percentile(change, 100 - tail))]
 
 
-def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Verification:
+def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> Verification:
     d_soft = np.abs(softmax(logits.astype(np.float64)) - softmax(ref.astype(np.float64)))
     return Verification(
         status="passed",
@@ -153,7 +161,7 @@ def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> Verifica
         tied_top1=float(((logits == logits.max(1, keepdims=True)).sum(1) > 1).mean()),
         max_abs_dsoftmax=float(d_soft.max()),
         max_abs_dlogit=float(np.abs(logits - ref).max()),
-        bacc_change_ci=bacc_change_interval(logits.argmax(1), ref.argmax(1), labels) if len(labels) else None,
+        bacc_change_ci=bacc_change_interval(logits.argmax(1), ref.argmax(1), labels, groups) if len(labels) else None,
         **scores(logits, labels),
     )
 
@@ -165,5 +173,6 @@ def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageS
         raise ValueError(f"no runner for runtime {runtime!r}")
     if images is None or ref is None or not len(images):
         return Verification(status="not_run", reason="no validation images (pass --val ROOT)")
-    return gate.apply(compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels),
+    return gate.apply(compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels,
+                              images.groups),
                       reference_bacc)

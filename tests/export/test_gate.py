@@ -54,6 +54,21 @@ def test_bacc_change_interval_is_paired_and_stratified():
     assert f"95% interval of the change {low:+.1f} to {high:+.1f} pt" in reason
 
 
+def test_bacc_change_interval_resamples_lesions_not_images():
+    # Two near-duplicate images per lesion: losing one lesion loses both images, and the interval must reflect
+    # 5 independent lesions in class 0, not 10 independent images.
+    labels = np.repeat([0, 1], [10, 40])
+    groups = np.array([f"lesion{i // 2}" for i in range(10)] + [f"other{i}" for i in range(40)])
+    ref = labels.copy()
+    pred = ref.copy()
+    pred[[0, 1]] = 1  # both images of lesion0: class-0 recall -20 pt, balanced accuracy -10 pt
+    by_image = bacc_change_interval(pred, ref, labels)
+    by_lesion = bacc_change_interval(pred, ref, labels, groups)
+    assert by_lesion[0] < by_image[0] < -10.0 < by_lesion[1] <= 0.0
+    v = compare(np.eye(2)[pred], np.eye(2)[ref], labels, groups)
+    assert v.bacc_change_ci == by_lesion
+
+
 def _constant_calibration_dir(root, per_class=8):
     """A dataset in the right layout whose images are all flat grey: a wrong calibration set a user might pass."""
     for c in CLASSES:
