@@ -12,6 +12,7 @@ import io
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -82,7 +83,21 @@ def place_task(task: nn.Module, device: torch.device, rt: RuntimeConfig) -> None
     if hasattr(task, "frozen"):
         task.frozen.to(device, **fmt)
         if teacher_runtime == "onnxruntime" and not isinstance(task.frozen.teacher, OnnxTeacher):
-            task.frozen.teacher = OnnxTeacher(task.frozen.teacher, torch.get_num_threads())
+            task.frozen.teacher = _onnx_teacher(task.frozen.teacher, explicit=rt.teacher_runtime == "onnxruntime")
+
+
+def _onnx_teacher(teacher: nn.Module, explicit: bool) -> nn.Module | OnnxTeacher:
+    """The teacher on onnxruntime; if it cannot be exported (a user's architecture), PyTorch keeps it under
+    ``auto`` with a warning, and an explicit ``onnxruntime`` choice is a clear error."""
+    try:
+        return OnnxTeacher(teacher, torch.get_num_threads())
+    except Exception as e:  # noqa: BLE001 - any exporter/runtime failure means: run the teacher in PyTorch
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
+        if explicit:
+            raise InputError(f"runtime.teacher_runtime=onnxruntime: the teacher could not run on onnxruntime "
+                             f"({reason}); set runtime.teacher_runtime=torch") from None
+        warnings.warn(f"the frozen teacher stays in PyTorch: onnxruntime could not run it ({reason})", stacklevel=2)
+        return teacher
 
 
 def make_optimizer(params, o: OptimConfig):

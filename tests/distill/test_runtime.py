@@ -115,3 +115,21 @@ def test_teacher_runtime_choice_is_checked() -> None:
         resolve_teacher_runtime("onnxruntime", cuda)
     with pytest.raises(InputError, match="runtime.teacher_runtime must be one of auto, torch, onnxruntime"):
         Config(runtime=RuntimeConfig(teacher_runtime="tensorrt")).validate()
+
+
+def test_a_teacher_onnxruntime_cannot_run_stays_in_pytorch_under_auto_and_is_a_clear_error_when_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import distill.engine
+
+    class Unexportable(OnnxTeacher):
+        def __init__(self, teacher, threads):
+            raise RuntimeError("Exporting the operator 'aten::custom_op' to ONNX opset 17 is not supported.\nmore")
+
+    monkeypatch.setattr(distill.engine, "OnnxTeacher", Unexportable)
+    task = _task()
+    teacher = task.frozen.teacher
+    with pytest.warns(UserWarning, match="teacher stays in PyTorch: onnxruntime could not run it .*aten::custom_op"):
+        place_task(task, torch.device("cpu"), RuntimeConfig(device="cpu"))
+    assert task.frozen.teacher is teacher
+    with pytest.raises(InputError, match=r"teacher_runtime=onnxruntime: .*aten::custom_op.*; set runtime"):
+        place_task(_task(), torch.device("cpu"), RuntimeConfig(device="cpu", teacher_runtime="onnxruntime"))
