@@ -92,7 +92,7 @@ def _onnx_teacher(teacher: nn.Module, explicit: bool) -> nn.Module | OnnxTeacher
     try:
         return OnnxTeacher(teacher, torch.get_num_threads())
     except Exception as e:  # noqa: BLE001 - any exporter/runtime failure means: run the teacher in PyTorch
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no message'}"
+        reason = f"{type(e).__name__}: {next(iter(str(e).strip().splitlines()), 'no message')}"
         if explicit:
             raise InputError(f"runtime.teacher_runtime=onnxruntime: the teacher could not run on onnxruntime "
                              f"({reason}); set runtime.teacher_runtime=torch") from None

@@ -48,8 +48,8 @@ def int8_float_source(job: Job) -> Path:
         from export import tflite_onnx2tf
 
         return tflite_onnx2tf.int8_float_source(job)
-    _fp32_bytes(job, int8_source=True)
-    return _litert_path(job, int8_source=True)
+    _fp32_bytes(job, int8_source=job.bias_correction)
+    return _litert_path(job, int8_source=job.bias_correction)
 
 
 def _litert_path(job: Job, int8_source: bool) -> Path:
@@ -113,7 +113,8 @@ def _calibration(job: Job, quantizer, float_model: bytes) -> dict:
 def _quantize(job: Job, spec: ArtifactSpec) -> bytes:
     from ai_edge_quantizer import quantizer
 
-    float_model = _fp32_bytes(job, int8_source=spec.precision == "int8")
+    # without bias correction the int8 source is the float model itself: reuse its conversion
+    float_model = _fp32_bytes(job, int8_source=spec.precision == "int8" and job.bias_correction)
     q = quantizer.Quantizer(bytearray(float_model), _recipe(spec))
     with quiet(job.quiet):
         result = q.quantize(_calibration(job, q, float_model) if q.need_calibration else None,
