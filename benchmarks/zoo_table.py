@@ -75,7 +75,7 @@ def render(results: dict) -> str:
               "calibrated on 600 train images, compared with PyTorch fp32 on all 1,503 val images; "
               "the gate is agreement >= 97 % and balanced accuracy within 1 pt. tied: images whose int8 top score "
               "is shared by two classes (the output grid's near-ties); [ ]: 95 % interval of the balanced-accuracy "
-              "change from a class-stratified paired bootstrap of the val images."]
+              "change from a paired bootstrap of the val lesions within each class."]
     return "\n".join(lines)
 
 

@@ -30,8 +30,8 @@ class Verification:
     max_abs_dlogit: float | None = None
     accuracy: float | None = None
     balanced_accuracy: float | None = None
-    # 95 % interval of (artifact - fp32) balanced accuracy in points, from a class-stratified paired bootstrap over
-    # the val images: with 20-30 images in the smallest classes one image moves balanced accuracy by ~0.5 pt
+    # 95 % interval of (artifact - fp32) balanced accuracy in points, from a paired bootstrap of the val lesions
+    # within each class: with 20-30 images in the smallest classes one image moves balanced accuracy by ~0.5 pt
     bacc_change_ci: list[float] | None = None
     n_images: int = 0
     drift: list[dict[str, Any]] = field(default_factory=list)  # layers whose int8 output drifts most
