@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.runners import Runner
 from models.errors import InputError
-from models.preprocessing import Preprocessing, softmax
+from models.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ class PixelCache:
 
 
 def predict(runner: Runner, pre: Preprocessing, evalset: EvalSet, cache: PixelCache) -> np.ndarray:
-    """Float logits (N x C) of one loaded runner over the evaluation set, batch 1 as on the phone."""
+    """Class probabilities (N x C) of one loaded runner over the evaluation set, batch 1 as on the phone."""
     runner.activate()
-    out = [pre.logits(np.asarray(runner.run(pre.model_input(cache.get(pre, p)))))[0] for p in evalset.paths]
+    out = [pre.probabilities(np.asarray(runner.run(pre.model_input(cache.get(pre, p)))))[0] for p in evalset.paths]
     return np.stack(out)
 
 
@@ -88,12 +88,13 @@ def label_indices(evalset: EvalSet, labels: tuple[str, ...], source: str) -> np.
     return np.array([labels.index(c) for c in evalset.class_names])
 
 
-def metrics(logits: np.ndarray, evalset: EvalSet, labels: tuple[str, ...], source: str,
-            ref_logits: np.ndarray | None = None, ref_labels: tuple[str, ...] | None = None) -> dict[str, Any]:
+def metrics(probs: np.ndarray, evalset: EvalSet, labels: tuple[str, ...], source: str,
+            ref_probs: np.ndarray | None = None, ref_labels: tuple[str, ...] | None = None) -> dict[str, Any]:
     """accuracy, balanced accuracy (mean recall over classes present), per-class recall, agreement with
-    the reference (top-1 by label name, so label order may differ) and softmax MAE."""
+    the reference (top-1 by label name, so label order may differ) and softmax MAE; ``probs`` and ``ref_probs``
+    are class probabilities (:func:`predict`)."""
     y = label_indices(evalset, labels, source)
-    pred = logits.argmax(axis=1)
+    pred = probs.argmax(axis=1)
     recalls: dict[str, float | None] = {}
     counts: dict[str, int] = {}
     for i, name in enumerate(labels):
@@ -104,11 +105,11 @@ def metrics(logits: np.ndarray, evalset: EvalSet, labels: tuple[str, ...], sourc
     out: dict[str, Any] = {"n": int(len(y)), "accuracy": float((pred == y).mean()),
                            "balanced_accuracy": float(np.mean(present)), "per_class_recall": recalls,
                            "per_class_n": counts, "agreement_with_torch": None, "softmax_mae_vs_torch": None}
-    if ref_logits is not None and ref_labels is not None:
+    if ref_probs is not None and ref_labels is not None:
         if set(ref_labels) != set(labels):
             raise InputError(f"{source}: labels {labels} differ from the PyTorch reference's {ref_labels}")
         order = [ref_labels.index(name) for name in labels]  # reference columns in this artifact's order
-        ref = ref_logits[:, order]
+        ref = ref_probs[:, order]
         out["agreement_with_torch"] = float((ref.argmax(axis=1) == pred).mean())
-        out["softmax_mae_vs_torch"] = float(np.abs(softmax(ref) - softmax(logits)).mean())
+        out["softmax_mae_vs_torch"] = float(np.abs(ref - probs).mean())
     return out

@@ -319,7 +319,7 @@ def _accuracy(cases: list[tuple[Artifact, Case]], rows: list[dict[str, Any]], pr
             done.add(a.path)
             pre = pres[a.path]
             try:
-                logits = predict(c.runner, pre, evalset, cache)
+                probs = predict(c.runner, pre, evalset, cache)
             except Exception as e:  # noqa: BLE001 - a runtime crash on real images fails this artifact only
                 for r in rows:
                     if r["path"] == str(a.path):
@@ -327,8 +327,8 @@ def _accuracy(cases: list[tuple[Artifact, Case]], rows: list[dict[str, Any]], pr
                 bar.update(1)
                 continue
             if a.is_reference:
-                ref = (logits, tuple(pre.labels))
-            acc = metrics(logits, evalset, tuple(pre.labels), a.name, *(ref if ref else (None, None)))
+                ref = (probs, tuple(pre.labels))
+            acc = metrics(probs, evalset, tuple(pre.labels), a.name, *(ref if ref else (None, None)))
             for r in rows:
                 if r["path"] == str(a.path):
                     r["accuracy"] = acc

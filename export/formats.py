@@ -38,7 +38,7 @@ FORMATS: dict[str, Format] = {
     )
 }
 # What each TFLite route needs on top of the runtime; the default route comes first (see export.tflite_export).
-ROUTE_MODULES = {"onnx2tf": ("onnx", "onnxruntime", "onnxslim", "tensorflow", "onnx2tf"), "litert": ("litert_torch",)}
+ROUTE_MODULES = {"litert": ("litert_torch",), "onnx2tf": ("onnx", "onnxruntime", "onnxslim", "tensorflow", "onnx2tf")}
 TFLITE_ROUTES = tuple(ROUTE_MODULES)
 DEFAULT_TFLITE_ROUTE = TFLITE_ROUTES[0]
 

@@ -121,8 +121,9 @@ RUNNERS: dict[str, Callable[[Path, int], Runner]] = {"onnxruntime": onnx_runner,
 
 
 def run_artifact(runner: Runner, pre: Preprocessing, images: ImageSet) -> np.ndarray:
-    """Float logits of every image, fed one at a time (the artifacts have a static batch of 1)."""
-    return np.concatenate([pre.logits(np.asarray(runner(images.model_input(pre, i, i + 1))))
+    """Dequantized outputs (logits or probabilities, as ``pre.output_kind`` says) of every image, fed one at a time
+    (the artifacts have a static batch of 1)."""
+    return np.concatenate([pre.values(np.asarray(runner(images.model_input(pre, i, i + 1))))
                            for i in range(len(images))]).reshape(len(images), -1)
 
 
@@ -153,16 +154,20 @@ def bacc_change_interval(pred: np.ndarray, ref_pred: np.ndarray, labels: np.ndar
     return [float(np.percentile(change, tail)), float(np.percentile(change, 100 - tail))]
 
 
-def compare(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> Verification:
-    d_soft = np.abs(softmax(logits.astype(np.float64)) - softmax(ref.astype(np.float64)))
+def compare(values: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
+            output_kind: str = "logits") -> Verification:
+    """An artifact's outputs (``N x C`` logits or probabilities, per ``output_kind``) against the PyTorch fp32
+    logits ``ref``; argmax ties go to the lowest class index, as in the app."""
+    probs = values.astype(np.float64) if output_kind == "probabilities" else softmax(values.astype(np.float64))
+    d_soft = np.abs(probs - softmax(ref.astype(np.float64)))
     return Verification(
         status="passed",
-        agreement=float((logits.argmax(1) == ref.argmax(1)).mean()),
-        tied_top1=float(((logits == logits.max(1, keepdims=True)).sum(1) > 1).mean()),
+        agreement=float((values.argmax(1) == ref.argmax(1)).mean()),
+        tied_top1=float(((values == values.max(1, keepdims=True)).sum(1) > 1).mean()),
         max_abs_dsoftmax=float(d_soft.max()),
-        max_abs_dlogit=float(np.abs(logits - ref).max()),
-        bacc_change_ci=bacc_change_interval(logits.argmax(1), ref.argmax(1), labels, groups) if len(labels) else None,
-        **scores(logits, labels),
+        max_abs_dlogit=float(np.abs(values - ref).max()) if output_kind == "logits" else None,
+        bacc_change_ci=bacc_change_interval(values.argmax(1), ref.argmax(1), labels, groups) if len(labels) else None,
+        **scores(values, labels),
     )
 
 
@@ -174,5 +179,5 @@ def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageS
     if images is None or ref is None or not len(images):
         return Verification(status="not_run", reason="no validation images (pass --val ROOT)")
     return gate.apply(compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels,
-                              images.groups),
+                              images.groups, pre.output_kind),
                       reference_bacc)

@@ -26,6 +26,9 @@ from models.atomic import read_json
 from models.errors import InputError
 
 PREPROCESSING_SCHEMA_VERSION = 1
+# logits: the consumer applies softmax. probabilities: the model ends in its own softmax (the int8 TFLite
+# artifacts do, so the 8-bit output grid lands on probabilities, where near-ties are resolved far more finely).
+OUTPUT_KINDS = ("logits", "probabilities")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -134,7 +137,7 @@ class Preprocessing:
     output_dtype: str = "float32"
     output_scale: float | None = None
     output_zero_point: int | None = None
-    output_kind: str = "logits"  # softmax is applied by the consumer
+    output_kind: str = "logits"  # one of OUTPUT_KINDS
     color: str = "RGB"
     resize: str = "center_crop_box_bilinear"
     model_file: str | None = None
@@ -169,6 +172,8 @@ class Preprocessing:
         return cls.from_json(read_json(path, "preprocessing contract"), str(path))
 
     def validate(self, source: str = "preprocessing") -> None:
+        if self.output_kind not in OUTPUT_KINDS:
+            raise InputError(f"{source}: output_kind must be {' or '.join(OUTPUT_KINDS)}, got {self.output_kind!r}")
         if self.layout not in ("NCHW", "NHWC"):
             raise InputError(f"{source}: layout must be NCHW or NHWC, got {self.layout!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -198,11 +203,16 @@ class Preprocessing:
             return quantize(x, self.input_scale, self.input_zero_point, self.input_dtype)
         return x.astype(self.input_dtype)
 
-    def logits(self, output: np.ndarray) -> np.ndarray:
-        """Raw model output -> float32 logits."""
+    def values(self, output: np.ndarray) -> np.ndarray:
+        """Raw model output -> float32 values: logits or probabilities, as ``output_kind`` says."""
         if self.output_dtype in ("int8", "uint8"):
             return dequantize(output, self.output_scale, self.output_zero_point)
         return output.astype(np.float32)
+
+    def probabilities(self, output: np.ndarray) -> np.ndarray:
+        """Raw model output -> float32 class probabilities (softmax of logits, or the model's own softmax)."""
+        v = self.values(output)
+        return v if self.output_kind == "probabilities" else softmax(v).astype(np.float32)
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
