@@ -157,7 +157,25 @@ def _quantize(job: Job, spec: ArtifactSpec) -> bytes:
     with quiet(job.quiet):
         result = q.quantize(_calibration(job, spec, float_model) if q.need_calibration else None,
                             enable_progress_report=False)
-    return bytes(result.quantized_model)
+    model = bytes(result.quantized_model)
+    return _probability_grid(model) if spec.precision == "int8" and spec.io_dtype == "int8" else model
+
+
+def _probability_grid(model: bytes) -> bytes:
+    """Put the int8 probability output on the grid of TF Lite's own int8 softmax: scale 1/256, zero point -128.
+
+    ai-edge-quantizer derives it from the symmetric int16 softmax before it, i.e. [-1, 1] in steps of 2/255,
+    which spends half the codes on negative probabilities. The QUANTIZE op that writes the output computes its
+    multiplier from the tensors' parameters when the model is loaded, so rewriting them in place is enough.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = bytearray(model)
+    graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+    q = graph.Tensors(graph.Outputs(0)).Quantization()
+    q.ScaleAsNumpy()[0] = 1 / 256  # numpy views into buf
+    q.ZeroPointAsNumpy()[0] = -128
+    return bytes(buf)
 
 
 def io_contract(path: Path, base: Preprocessing, output_kind: str | None = None) -> Preprocessing:

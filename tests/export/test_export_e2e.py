@@ -96,7 +96,22 @@ def test_tflite_is_nhwc_without_transposes_and_int8_inside(exported):
           for f in ("model_int8.tflite", "model_int8_fio.tflite")}
     assert io == {"model_int8.tflite": np.int8, "model_int8_fio.tflite": np.float32}
     fio = exported.artifact("model_int8_fio.tflite").verification.checks["op_histogram"]
-    assert fio.get("QUANTIZE") == 1 and fio.get("DEQUANTIZE") == 1  # only at the edges: int8 in between
+    # float only at the edges: QUANTIZE of the input, one int8 -> int16 requantize into the head, DEQUANTIZE out
+    assert fio.get("QUANTIZE") == 2 and fio.get("DEQUANTIZE") == 1, fio
+    for f in ("model_int8.tflite", "model_int8_fio.tflite"):
+        out_dtypes = _op_output_dtypes(exported.out_dir / f)
+        assert {d for op, d in out_dtypes if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN")} == {"int8"}, f
+        # the head: 16-bit logits and softmax, so near-ties between classes are not rounded into exact ties
+        assert {d for op, d in out_dtypes if op in ("FULLY_CONNECTED", "SOFTMAX")} == {"int16"}, f
+        assert out_dtypes[-1][0] in ("SOFTMAX", "QUANTIZE", "DEQUANTIZE")
+
+
+def _op_output_dtypes(path: Path) -> list[tuple[str, str]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+    return [(op["op_name"], dtypes[op["outputs"][0]]) for op in it._get_ops_details()]
 
 
 def test_metadata_round_trips(exported):
@@ -118,6 +133,40 @@ def test_metadata_round_trips(exported):
         assert pre.layout == ("NCHW" if a.target == "onnx" else "NHWC")
     int8 = Preprocessing.load(exported.out_dir / exported.artifact("model_int8.tflite").preprocessing)
     assert int8.input_dtype == int8.output_dtype == "int8" and int8.input_scale > 0
+    kinds = {a.file: Preprocessing.load(exported.out_dir / a.preprocessing).output_kind for a in exported.artifacts
+             if a.target == "tflite"}
+    assert kinds == {"model_fp32.tflite": "logits", "model_fp16.tflite": "logits",
+                     "model_int8.tflite": "probabilities", "model_int8_fio.tflite": "probabilities"}
+
+
+def test_int8_tflite_outputs_are_probabilities_calibrated_on_the_whole_range(exported):
+    """The int8 graphs end in softmax: outputs are probabilities that sum to ~1, on a grid of 1/256 (int8). The
+    16-bit logits' range is the min/max over *all* calibration images: a running-average statistic (the
+    quantizer's default) would clip it to a typical image's extremes."""
+    model, card, _ = _val(exported)
+    calib = read_split_images(card.data["root"], "train", card, exported.checkpoint, card.preprocessing(),
+                              exported.settings["calib_size"])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(calib.x.transpose(0, 3, 1, 2)))).numpy()
+    bound = np.abs(logits).max()
+    for f in ("model_int8.tflite", "model_int8_fio.tflite"):
+        pre = Preprocessing.load(exported.out_dir / exported.artifact(f).preprocessing)
+        probs = run_artifact(litert_runner(exported.out_dir / f, 1), pre, calib)
+        assert np.abs(probs.sum(1) - 1).max() < 0.05, f
+        fc_scale = _fc_output_scale(exported.out_dir / f)
+        # symmetric int16: the grid spans +-32767 steps; bias correction moves logits by ~1e-3, hence the slack
+        assert 0.97 * bound <= fc_scale * 32767 <= 1.03 * bound, (f, fc_scale * 32767, bound)
+    int8 = Preprocessing.load(exported.out_dir / exported.artifact("model_int8.tflite").preprocessing)
+    assert int8.output_scale == pytest.approx(1 / 256, rel=0.05)
+
+
+def _fc_output_scale(path: Path) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    fc = [op for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"][-1]
+    return float(tensors[fc["outputs"][0]]["quantization"][0])
 
 
 def test_android_assets_are_the_contract(exported):
