@@ -56,7 +56,8 @@ EXIF_ORIENTATION = 0x0112
 
 def golden_preprocessing(input_size: int = 96) -> Preprocessing:
     """An int8-I/O NHWC contract like a real full-integer TFLite export: the input scale/zero-point cover the
-    ImageNet-normalised range of [0, 255] pixels (scale 0.018658..., zero-point -14), stored as float32."""
+    ImageNet-normalised range of [0, 255] pixels (scale 0.018658..., zero-point -14), stored as float32; the
+    output is int8 probabilities on the 1/256 grid."""
     mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
     lo, hi = float(((0.0 - mean) / std).min()), float(((1.0 - mean) / std).max())
     scale = float(np.float32((hi - lo) / 255.0))
@@ -70,8 +71,9 @@ def golden_preprocessing(input_size: int = 96) -> Preprocessing:
         input_scale=scale,
         input_zero_point=int(np.rint(-128.0 - lo / scale)),
         output_dtype="int8",
-        output_scale=float(np.float32(0.1171875)),
-        output_zero_point=9,
+        output_scale=1 / 256,
+        output_zero_point=-128,
+        output_kind="probabilities",
         model_file="model.tflite",
     )
 
@@ -128,12 +130,12 @@ def _topk(probs: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in np.argsort(-probs, kind="stable")[:k]]
 
 
-def _post_case(name: str, pre: Preprocessing, raw: np.ndarray, dtype: str) -> dict:
+def _post_case(name: str, pre: Preprocessing, raw: np.ndarray, dtype: str, kind: str) -> dict:
     if dtype == "float32":
-        logits = raw.astype(np.float32)
-        case = {"name": name, "output_dtype": "float32", "output": [float(v) for v in logits]}
+        values = raw.astype(np.float32)
+        case = {"name": name, "output_dtype": "float32", "output": [float(v) for v in values]}
     else:
-        logits = dequantize(raw, pre.output_scale, pre.output_zero_point)
+        values = dequantize(raw, pre.output_scale, pre.output_zero_point)
         case = {
             "name": name,
             "output_dtype": dtype,
@@ -141,10 +143,11 @@ def _post_case(name: str, pre: Preprocessing, raw: np.ndarray, dtype: str) -> di
             "output_scale": pre.output_scale,
             "output_zero_point": pre.output_zero_point,
         }
-    probs = softmax(logits)
+    probs = values if kind == "probabilities" else softmax(values)
     top = _topk(probs, TOP_K)
     case.update(
-        logits=[float(v) for v in logits],
+        output_kind=kind,
+        values=[float(v) for v in values],
         probabilities=[float(v) for v in probs],
         top_k=TOP_K,
         top_indices=top,
@@ -161,15 +164,15 @@ def postprocessing_cases(pre: Preprocessing) -> list[dict]:
     tie = np.full(n, -1.0, dtype=np.float32)
     tie[[1, n - 1]] = 3.0  # equal maxima: the lower index ranks first
     cases = [
-        _post_case("float_logits", pre, float_logits, "float32"),
-        _post_case("float_tie", pre, tie, "float32"),
-        _post_case("float_uniform", pre, np.zeros(n, dtype=np.float32), "float32"),
+        _post_case("float_logits", pre, float_logits, "float32", "logits"),
+        _post_case("float_tie", pre, tie, "float32", "logits"),
+        _post_case("float_uniform", pre, np.zeros(n, dtype=np.float32), "float32", "logits"),
     ]
     if pre.output_dtype in ("int8", "uint8"):
         info = np.iinfo(np.dtype(pre.output_dtype))
         raw = rng.integers(info.min, int(info.max) + 1, n).astype(pre.output_dtype)
         raw[0], raw[-1] = info.min, info.max  # saturated codes
-        cases.append(_post_case(f"{pre.output_dtype}_output", pre, raw, pre.output_dtype))
+        cases.append(_post_case(f"{pre.output_dtype}_output", pre, raw, pre.output_dtype, pre.output_kind))
     return cases
 
 

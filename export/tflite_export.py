@@ -157,8 +157,38 @@ def _quantize(job: Job, spec: ArtifactSpec) -> bytes:
     with quiet(job.quiet):
         result = q.quantize(_calibration(job, spec, float_model) if q.need_calibration else None,
                             enable_progress_report=False)
-    model = bytes(result.quantized_model)
+    model = inline_buffers(bytes(result.quantized_model))
     return _probability_grid(model) if spec.precision == "int8" and spec.io_dtype == "int8" else model
+
+
+def external_buffers(model: bytes) -> list[int]:
+    """Indices of the buffers whose bytes live after the flatbuffer (``Buffer.offset``/``size``)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(model, 0)
+    return [i for i in range(m.BuffersLength()) if m.Buffers(i).Offset() > 1]
+
+
+def inline_buffers(model: bytes) -> bytes:
+    """The same model with every weight buffer inside the flatbuffer.
+
+    ai-edge-quantizer stores buffers after the flatbuffer (the layout meant for models over 2 GB); the LiteRT 1.4.x
+    Android runtime (the last line that supports minSdk 23) has been reported to fail on such files ("Input tensor
+    N lacks data"). The classic inline layout is read by every TFLite/LiteRT runtime; the numbers are unchanged.
+    """
+    if not external_buffers(model):
+        return model
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(model, 0)
+    for buf in tree.buffers or []:
+        if buf.offset is not None and buf.offset > 1:
+            buf.data = np.frombuffer(model, dtype=np.uint8, count=buf.size, offset=buf.offset)
+            buf.offset, buf.size = 0, 0
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _probability_grid(model: bytes) -> bytes:

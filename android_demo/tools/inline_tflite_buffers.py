@@ -1,9 +1,8 @@
 """Rewrite a .tflite file so every weight buffer sits inside the flatbuffer (no ``offset``/``size`` buffers).
 
-ai-edge-quantizer stores large buffers after the flatbuffer and points at them with ``Buffer.offset``/``size`` (the
-layout meant for models over 2 GB). The LiteRT 1.4.x Android runtime the demo uses (the last line that supports
-minSdk 23) has been reported to fail on such files ("Input tensor N lacks data"), so the bundled model is kept in the
-classic inline layout, which every TFLite/LiteRT runtime reads. The numbers are unchanged: only the storage moves.
+ai-edge-quantizer stores large buffers after the flatbuffer, a layout the LiteRT 1.4.x Android runtime the demo uses
+has been reported to fail on. ``ssdkd-export`` already writes the inline layout; this fixes a .tflite from elsewhere
+before it is dropped into the app (see ``export.tflite_export.inline_buffers``). Only the storage moves.
 
 Usage: ``python android_demo/tools/inline_tflite_buffers.py MODEL.tflite [--out OUT.tflite]`` (in place by default).
 """
@@ -16,31 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import flatbuffers
-import numpy as np
-from ai_edge_litert import schema_py_generated as schema
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, when run as a script
 
-TFLITE_FILE_IDENTIFIER = b"TFL3"
-
-
-def external_buffers(data: bytes) -> list[int]:
-    """Indices of the buffers whose bytes live outside the flatbuffer."""
-    m = schema.Model.GetRootAs(data, 0)
-    return [i for i in range(m.BuffersLength()) if m.Buffers(i).Offset() > 1]
-
-
-def inline_buffers(data: bytes) -> bytes:
-    """The same model with every ``offset``/``size`` buffer copied into the flatbuffer."""
-    if not external_buffers(data):
-        return data
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    for buf in model.buffers or []:
-        if buf.offset is not None and buf.offset > 1:
-            buf.data = np.frombuffer(data, dtype=np.uint8, count=buf.size, offset=buf.offset)
-            buf.offset, buf.size = 0, 0
-    builder = flatbuffers.Builder(len(data) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=TFLITE_FILE_IDENTIFIER)
-    return bytes(builder.Output())
+from export.tflite_export import external_buffers, inline_buffers  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

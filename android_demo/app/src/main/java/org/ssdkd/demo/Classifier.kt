@@ -72,7 +72,7 @@ class Classifier private constructor(
         val input = input(image)
         val preprocessMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
         val inferenceMs = invoke(input)
-        val probabilities = Postprocessing.softmax(Postprocessing.logits(output, config))
+        val probabilities = Postprocessing.probabilities(output, config)
         val predictions = Postprocessing.predictions(probabilities, config.labels, topK)
         return Classification(predictions, preprocessMs, inferenceMs, threads, input)
     }

@@ -7,14 +7,14 @@ import kotlin.math.exp
 /** One ranked class. */
 data class Prediction(val index: Int, val label: String, val probability: Float)
 
-/** Model output -> logits -> probabilities -> top-k, as `Preprocessing.logits` and `softmax` do in Python. */
+/** Model output -> values -> probabilities -> top-k, as `Preprocessing.values` and `probabilities` do in Python. */
 object Postprocessing {
     /** `((code - zero_point) * scale)` in float64, then float32 (`dequantize`). */
     fun dequantize(codes: IntArray, q: QuantParams): FloatArray =
         FloatArray(codes.size) { ((codes[it].toDouble() - q.zeroPoint.toDouble()) * q.scale).toFloat() }
 
-    /** Raw output tensor bytes (batch 1) -> float32 logits. */
-    fun logits(output: ByteBuffer, config: PreprocessingConfig): FloatArray {
+    /** Raw output tensor bytes (batch 1) -> float32 values: logits or probabilities, as `config.outputKind` says. */
+    fun values(output: ByteBuffer, config: PreprocessingConfig): FloatArray {
         val buf = output.duplicate().order(ByteOrder.nativeOrder())
         buf.rewind()
         val type = config.outputType
@@ -26,6 +26,12 @@ object Postprocessing {
                 "float16 model output is not supported by the app: export the model with float32 or int8 output",
             )
         }
+    }
+
+    /** Raw output tensor bytes (batch 1) -> class probabilities (softmax of logits, or the model's own softmax). */
+    fun probabilities(output: ByteBuffer, config: PreprocessingConfig): FloatArray {
+        val v = values(output, config)
+        return if (config.outputKind == OutputKind.PROBABILITIES) v else softmax(v)
     }
 
     /** Numerically stable softmax (float64 accumulation). */

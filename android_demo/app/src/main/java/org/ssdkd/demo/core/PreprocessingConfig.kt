@@ -22,6 +22,19 @@ enum class TensorType(val jsonName: String, val byteSize: Int, val minCode: Int,
 
 enum class Layout { NHWC, NCHW }
 
+/** What the output tensor holds: logits (the app applies softmax) or probabilities (the model ends in softmax, as
+ * the int8 exports do so that their 8-bit output grid lands on probabilities). */
+enum class OutputKind(val jsonName: String) {
+    LOGITS("logits"),
+    PROBABILITIES("probabilities");
+
+    companion object {
+        fun fromJson(name: String, field: String): OutputKind =
+            entries.firstOrNull { it.jsonName == name }
+                ?: throw ConfigException("$field must be one of ${entries.joinToString { it.jsonName }}, got '$name'")
+    }
+}
+
 /** Affine quantization: `real = (code - zeroPoint) * scale`. */
 data class QuantParams(val scale: Double, val zeroPoint: Int)
 
@@ -42,6 +55,7 @@ class PreprocessingConfig(
     val inputQuant: QuantParams?,
     val outputType: TensorType,
     val outputQuant: QuantParams?,
+    val outputKind: OutputKind,
     val modelFile: String,
 ) {
     /** Number of elements of one input image tensor (batch 1). */
@@ -50,11 +64,10 @@ class PreprocessingConfig(
     override fun toString(): String =
         "${inputSize}x$inputSize $layout, input ${inputType.jsonName}" +
             (inputQuant?.let { " (scale ${it.scale}, zero-point ${it.zeroPoint})" } ?: "") +
-            ", output ${outputType.jsonName}, ${labels.size} classes"
+            ", output ${outputType.jsonName} ${outputKind.jsonName}, ${labels.size} classes"
 
     companion object {
         const val SCHEMA_VERSION = 1
-        const val OUTPUT_KIND = "logits"
         const val COLOR = "RGB"
         const val RESIZE = "center_crop_box_bilinear"
         const val DEFAULT_MODEL_FILE = "model.tflite"
@@ -95,7 +108,10 @@ class PreprocessingConfig(
             val layoutName = o.optString("layout", "NCHW")
             val layout = Layout.entries.firstOrNull { it.name == layoutName }
                 ?: throw ConfigException("$source: layout must be NCHW or NHWC, got '$layoutName'")
-            expect(o, "output_kind", OUTPUT_KIND, source)
+            val outputKind = OutputKind.fromJson(
+                if (o.isNull("output_kind")) OutputKind.LOGITS.jsonName else o.getString("output_kind"),
+                "$source: output_kind",
+            )
             expect(o, "color", COLOR, source)
             expect(o, "resize", RESIZE, source)
             val inputType = TensorType.fromJson(o.optString("input_dtype", "float32"), "$source: input_dtype")
@@ -111,6 +127,7 @@ class PreprocessingConfig(
                 inputQuant = quant(o, "input", inputType, source),
                 outputType = outputType,
                 outputQuant = quant(o, "output", outputType, source),
+                outputKind = outputKind,
                 modelFile = modelFile,
             )
         }

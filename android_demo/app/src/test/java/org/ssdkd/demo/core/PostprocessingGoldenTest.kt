@@ -8,54 +8,68 @@ import org.junit.Test
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
-/** Output -> logits -> softmax -> top-k must match `Preprocessing.logits` + `softmax` + a stable argsort. */
+/** Output -> values -> probabilities -> top-k must match `Preprocessing.values` / `probabilities` + a stable argsort. */
 class PostprocessingGoldenTest {
     private val cases = Golden.objects(Golden.manifest.getJSONArray("postprocessing"))
+
+    private fun config(dtype: String, kind: String): PreprocessingConfig = PreprocessingConfig.parse(
+        JSONObject(Golden.manifest.getJSONObject("preprocessing").toString())
+            .put("output_dtype", dtype).put("output_kind", kind).toString(),
+    )
 
     @Test
     fun goldenHasFloatAndQuantizedCases() {
         val dtypes = cases.map { it.getString("output_dtype") }.toSet()
         assertTrue("cases: $dtypes", "float32" in dtypes && ("int8" in dtypes || "uint8" in dtypes))
+        val kinds = cases.map { it.getString("output_kind") }.toSet()
+        assertTrue("kinds: $kinds", "logits" in kinds && Golden.config.outputKind.jsonName in kinds)
     }
 
     @Test
     fun dequantizeIsExact() {
         for (case in cases.filter { it.getString("output_dtype") != "float32" }) {
             val q = QuantParams(case.getDouble("output_scale"), case.getInt("output_zero_point"))
-            val logits = Postprocessing.dequantize(Golden.ints(case.getJSONArray("output")), q)
-            val expected = Golden.floats(case.getJSONArray("logits"))
-            assertArrayEquals(case.getString("name"), expected, logits, 0f)
+            val values = Postprocessing.dequantize(Golden.ints(case.getJSONArray("output")), q)
+            assertArrayEquals(case.getString("name"), Golden.floats(case.getJSONArray("values")), values, 0f)
         }
     }
 
     @Test
     fun rawOutputBufferFollowsTheConfig() {
         val config = Golden.config
-        for (case in cases.filter { it.getString("output_dtype") == config.outputType.jsonName }) {
+        val matching = cases.filter {
+            it.getString("output_dtype") == config.outputType.jsonName && it.getString("output_kind") == config.outputKind.jsonName
+        }
+        assertTrue("no golden case for the manifest's own output contract", matching.isNotEmpty())
+        for (case in matching) {
             val codes = Golden.ints(case.getJSONArray("output"))
             val buf = ByteBuffer.allocateDirect(codes.size).order(ByteOrder.nativeOrder())
             codes.forEach { buf.put(it.toByte()) }
-            val expected = Golden.floats(case.getJSONArray("logits"))
-            assertArrayEquals(case.getString("name"), expected, Postprocessing.logits(buf, config), 0f)
+            val name = case.getString("name")
+            assertArrayEquals(name, Golden.floats(case.getJSONArray("values")), Postprocessing.values(buf, config), 0f)
+            val probs = Postprocessing.probabilities(buf, config)
+            assertArrayEquals(name, Golden.floats(case.getJSONArray("probabilities")), probs, 1e-6f)
         }
     }
 
     @Test
     fun float32OutputBuffer() {
-        val config = PreprocessingConfig.parse(
-            JSONObject(Golden.manifest.getJSONObject("preprocessing").toString()).put("output_dtype", "float32").toString(),
-        )
         val buf = ByteBuffer.allocateDirect(12).order(ByteOrder.nativeOrder())
         buf.putFloat(1.5f).putFloat(-2f).putFloat(0.25f)
-        assertArrayEquals(floatArrayOf(1.5f, -2f, 0.25f), Postprocessing.logits(buf, config), 0f)
+        val logits = config("float32", "logits")
+        assertArrayEquals(floatArrayOf(1.5f, -2f, 0.25f), Postprocessing.values(buf, logits), 0f)
+        assertArrayEquals(Postprocessing.softmax(floatArrayOf(1.5f, -2f, 0.25f)), Postprocessing.probabilities(buf, logits), 0f)
+        // a model that ends in softmax is not softmaxed twice
+        val probs = config("float32", "probabilities")
+        assertArrayEquals(floatArrayOf(1.5f, -2f, 0.25f), Postprocessing.probabilities(buf, probs), 0f)
     }
 
     @Test
-    fun softmaxAndTopKMatchPython() {
+    fun probabilitiesAndTopKMatchPython() {
         for (case in cases) {
             val name = case.getString("name")
-            val logits = Golden.floats(case.getJSONArray("logits"))
-            val probs = Postprocessing.softmax(logits)
+            val values = Golden.floats(case.getJSONArray("values"))
+            val probs = if (case.getString("output_kind") == "probabilities") values else Postprocessing.softmax(values)
             assertArrayEquals(name, Golden.floats(case.getJSONArray("probabilities")), probs, 1e-6f)
             val k = case.getInt("top_k")
             assertArrayEquals(name, Golden.ints(case.getJSONArray("top_indices")), Postprocessing.topK(probs, k))

@@ -40,6 +40,13 @@ class PreprocessingConfigTest {
     }
 
     @Test
+    fun outputKindDefaultsToLogits() {
+        assertEquals(OutputKind.PROBABILITIES, PreprocessingConfig.parse(golden().toString()).outputKind)
+        assertEquals(OutputKind.LOGITS, PreprocessingConfig.parse(golden().put("output_kind", "logits").toString()).outputKind)
+        assertEquals(OutputKind.LOGITS, PreprocessingConfig.parse(golden().apply { remove("output_kind") }.toString()).outputKind)
+    }
+
+    @Test
     fun floatModelNeedsNoQuantization() {
         val j = golden().put("input_dtype", "float32").put("output_dtype", "float32")
             .put("input_scale", JSONObject.NULL).put("input_zero_point", JSONObject.NULL)
@@ -68,7 +75,7 @@ class PreprocessingConfigTest {
         assertRejected(golden().put("input_size", 0).toString(), "input_size")
         assertRejected(golden().apply { remove("input_size") }.toString(), "input_size")
         assertRejected(golden().put("labels", JSONArray()).toString(), "labels")
-        assertRejected(golden().put("output_kind", "probabilities").toString(), "output_kind", "logits")
+        assertRejected(golden().put("output_kind", "scores").toString(), "output_kind", "scores", "logits")
         assertRejected(golden().put("color", "BGR").toString(), "color")
     }
 
