@@ -125,6 +125,7 @@ def test_metadata_round_trips(exported):
         assert int(meta["input_size"]) == card["input_size"]
         assert json.loads(meta["model_card"]) == card
     assert "QDQ" in read_metadata(exported.out_dir / "model_int8.onnx")["quantization"]
+    _assert_float_onnx_head(exported.out_dir / "model_int8.onnx")
     labels = (exported.out_dir / "labels.txt").read_text().splitlines()
     assert labels == card["labels"]
     for a in exported.artifacts:
@@ -167,6 +168,21 @@ def _fc_output_scale(path: Path) -> float:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     fc = [op for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"][-1]
     return float(tensors[fc["outputs"][0]]["quantization"][0])
+
+
+def _assert_float_onnx_head(path: Path) -> None:
+    """The logits of the int8 ONNX come straight from a float Gemm on dequantized features: no 8-bit grid on them."""
+    import onnx
+
+    from export.onnx_export import OUTPUT_NAME, read_metadata
+
+    graph = onnx.load(str(path)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    head = producers[OUTPUT_NAME]
+    assert head.op_type == "Gemm", head.op_type
+    assert json.loads(read_metadata(path)["quantization"])["float_nodes"] == [head.name]
+    assert producers[head.input[0]].op_type == "DequantizeLinear"  # its input is still the int8 graph's
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 10
 
 
 def test_android_assets_are_the_contract(exported):
