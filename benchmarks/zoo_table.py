@@ -71,11 +71,11 @@ def render(results: dict) -> str:
     lines += ["", f"Test split: {n} images of HAM10000 (lesion-grouped, seed 2021), touched only for this table. "
               f"Latency: LiteRT, batch 1, 1 thread, on {results['machine']}. The paper's numbers are on ISIC 2019 "
               "(25k images) at 224 px with a ResNet-50 teacher and 150-epoch budgets: a different dataset, "
-              "resolution and budget, given for orientation only. int8: TFLite full-integer (int8 I/O), "
-              "calibrated on 600 train images, compared with PyTorch fp32 on all 1,503 val images; "
-              "the gate is agreement >= 97 % and balanced accuracy within 1 pt. tied: images whose int8 top score "
-              "is shared by two classes (the output grid's near-ties); [ ]: 95 % interval of the balanced-accuracy "
-              "change from a paired bootstrap of the val lesions within each class."]
+              "resolution and budget, given for orientation only. int8: TFLite full-integer (int8 I/O: int8 "
+              "backbone, 16-bit head, int8 probabilities out), calibrated on 600 train images, compared with "
+              "PyTorch fp32 on all 1,503 val images; the gate is agreement >= 97 % and balanced accuracy within "
+              "1 pt. tied: images whose int8 top probability is shared by two classes; [ ]: 95 % interval of the "
+              "balanced-accuracy change from a paired bootstrap of the val lesions within each class."]
     return "\n".join(lines)
 
 
@@ -85,11 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ham10000-isic2019"))
     p.add_argument("--bench-runs", type=int, default=100)
     p.add_argument("--readme", default=str(REPO / "README.md"))
+    p.add_argument("--render-only", action="store_true",
+                   help="re-render RESULTS.md and the README block from the committed results.json (no measuring)")
     args = p.parse_args(argv)
     runs = Path(args.runs)
-    results = {"machine": f"{platform.processor() or platform.machine()} ({platform.node()})", "rows": {}}
+    if args.render_only:
+        results = json.loads((REPO / "models" / "zoo" / "results.json").read_text())
+    else:
+        results = {"machine": f"{platform.processor() or platform.machine()} ({platform.node()})", "rows": {}}
     for key, label in ROWS:
-        if (runs / key / "test_metrics.json").is_file():
+        if not args.render_only and (runs / key / "test_metrics.json").is_file():
             print(f"measuring {label} ...", flush=True)
             results["rows"][key] = measure(runs / key, Path(args.data), args.bench_runs)
     table = render(results)
