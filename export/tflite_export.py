@@ -48,7 +48,7 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
         atomic_write_bytes(path, _fp32_bytes(job))
     else:
         atomic_write_bytes(path, _quantize(job, spec))
-    # the int8 graphs end in their own softmax, so the 8-bit output grid lands on probabilities (see _int8_graph)
+    # the int8 graphs end in their own softmax, so the 8-bit output grid lands on probabilities (see _WithSoftmax)
     return io_contract(path, job.pre, "probabilities" if spec.precision == "int8" else job.pre.output_kind)
 
 

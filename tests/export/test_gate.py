@@ -132,3 +132,23 @@ def test_report_table_shows_the_balanced_accuracy_change_with_its_interval(tmp_p
     header, _, reference_row, row = report.table().splitlines()[:4]
     assert "Δbacc pt [95% CI]" in header
     assert "-0.6 [-2.1, +0.4]" in row and "[" not in reference_row
+
+
+def test_probability_outputs_are_compared_as_probabilities():
+    from models.errors import InputError
+    from models.preprocessing import Preprocessing, softmax
+
+    ref = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    v = compare(softmax(ref), ref, np.array([0, 1]), output_kind="probabilities")
+    assert v.agreement == 1.0 and v.max_abs_dsoftmax < 1e-12 and v.max_abs_dlogit is None
+    # read as logits, the same numbers would be softmaxed a second time
+    assert compare(softmax(ref), ref, np.array([0, 1])).max_abs_dsoftmax > 0.1
+
+    pre = Preprocessing(input_size=8, mean=(0.5,) * 3, std=(0.5,) * 3, labels=("a", "b", "c"), output_dtype="int8",
+                        output_scale=1 / 256, output_zero_point=-128, output_kind="probabilities")
+    codes = np.array([[127, -128, -64]], np.int8)
+    assert pre.probabilities(codes)[0] == pytest.approx([255 / 256, 0.0, 0.25])
+    logits = Preprocessing.from_json({**pre.to_json(), "output_kind": "logits"})
+    assert logits.probabilities(codes).sum() == pytest.approx(1.0)
+    with pytest.raises(InputError, match="output_kind must be logits or probabilities, got 'scores'"):
+        Preprocessing.from_json({**pre.to_json(), "output_kind": "scores"}, "p.json")
