@@ -39,7 +39,26 @@ def diagnose(job: Job, spec: ArtifactSpec, images: ImageSet, n_images: int = N_I
     else:
         return []
     finite = [(t, v) for t, v in worst.items() if v is not None and not math.isnan(v)]
-    return [{"tensor": t, "sqnr_db": round(float(v), 2)} for t, v in sorted(finite, key=lambda kv: kv[1])[:top]]
+    rows = [{"tensor": t, "sqnr_db": round(float(v), 2)} for t, v in sorted(finite, key=lambda kv: kv[1])[:top]]
+    if spec.target == "tflite":
+        _locate(rows, job.out_dir / spec.file)
+    return rows
+
+
+def _locate(rows: list[dict], path: Path) -> None:
+    """Add the op that writes each tensor, its position in the graph and its shape: converter tensor names such as
+    ``.../Classifier_model/torch.nn.modules.conv.Conv2d_2;42`` do not say where in the network a layer is."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    tensors = {t["name"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    writer = {o: (i, op["op_name"]) for i, op in enumerate(ops) for o in op["outputs"]}
+    for row in rows:
+        t = tensors.get(row["tensor"])
+        if t is not None and t["index"] in writer:
+            i, name = writer[t["index"]]
+            row.update(op=f"{name} #{i} of {len(ops)}", shape=[int(d) for d in t["shape"]])
 
 
 def _onnx(float_path: Path, qdq_path: Path, images: ImageSet, job: Job, n: int) -> dict[str, float]:

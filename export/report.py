@@ -113,6 +113,9 @@ class ExportReport:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         notes = [f"  {a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.reason]
+        notes += [f"  {a.file}: most-drifting layers (SQNR vs the float model): "
+                  + "; ".join(_layer(d) for d in a.verification.drift[:3])
+                  for a in self.artifacts if a.verification.drift]
         return "\n".join(lines + (["notes:", *notes] if notes else []))
 
     def bench_command(self) -> str:
@@ -128,6 +131,11 @@ def _bacc_change(v: Verification, reference: float | None) -> str:
         return ""
     ci = f" [{v.bacc_change_ci[0]:+.1f}, {v.bacc_change_ci[1]:+.1f}]" if v.bacc_change_ci else ""
     return f"{100 * (v.balanced_accuracy - reference):+.1f}{ci}"
+
+
+def _layer(d: dict[str, Any]) -> str:
+    where = f"{d['op']} {'x'.join(map(str, d['shape']))}" if "op" in d else d["tensor"]
+    return f"{where} {d['sqnr_db']:.1f} dB"
 
 
 def _pct(v: float | None) -> str:

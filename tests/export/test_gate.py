@@ -124,6 +124,12 @@ def test_onnx2tf_route_no_bias_correction_and_broken_calibration(export_checkpoi
         assert (tmp_path / "out" / f).is_file()
     assert report.artifact("model_fp32.tflite").verification.status == "passed"
     assert json.loads(report.path.read_text())["artifacts"][2]["verification"]["status"] == "failed"
+    # the diagnosis says where each drifting tensor is in the graph, and the table prints it
+    drift = report.artifact("model_int8.tflite").verification.drift
+    assert drift and all(d["op"].split()[0] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "PAD",
+                                                "FULLY_CONNECTED", "SOFTMAX", "QUANTIZE") for d in drift), drift
+    assert all(len(d["shape"]) >= 2 for d in drift)
+    assert "most-drifting layers" in report.table()
 
 
 def test_report_table_shows_the_balanced_accuracy_change_with_its_interval(tmp_path):
