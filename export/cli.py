@@ -33,7 +33,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", metavar="ROOT", help="calibration dataset (its train split; default: the card's data)")
     p.add_argument("--calib-size", type=int, default=200, metavar="N", help="calibration images (default 200)")
     p.add_argument("--val", metavar="ROOT", help="verification dataset (its val split; default: the card's data)")
-    p.add_argument("--val-size", type=int, default=500, metavar="N", help="verification images at most (500)")
+    p.add_argument("--val-size", type=int, default=None, metavar="N",
+                   help="verification images at most (default: the whole val split; the balanced-accuracy gate "
+                        "needs every image of the small classes)")
     p.add_argument("--split", metavar="FILE", help="split file (default: the card's split file beside the checkpoint)")
     p.add_argument("--imgsz", type=int, metavar="N", help="input size (default: the card's input_size)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: <checkpoint dir>/export)")

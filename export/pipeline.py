@@ -39,7 +39,7 @@ def export(
     android_demo: str | Path | None = None,
     gate: Gate = Gate(),
     *,
-    val_size: int | None = 500,
+    val_size: int | None = None,
     split: str | Path | None = None,
     tflite_route: str = formats.DEFAULT_TFLITE_ROUTE,
     onnx_activations: str = "uint8",
