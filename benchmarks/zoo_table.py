@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((REPO / "models" / "zoo" / "results.json").read_text())
     else:
         results = {"machine": f"{platform.processor() or platform.machine()} ({platform.node()})", "rows": {}}
-    for key, label in ROWS:
-        if not args.render_only and (runs / key / "test_metrics.json").is_file():
-            print(f"measuring {label} ...", flush=True)
-            results["rows"][key] = measure(runs / key, Path(args.data), args.bench_runs)
+        for key, label in ROWS:
+            if (runs / key / "test_metrics.json").is_file():
+                print(f"measuring {label} ...", flush=True)
+                results["rows"][key] = measure(runs / key, Path(args.data), args.bench_runs)
     table = render(results)
     atomic_write_json(REPO / "models" / "zoo" / "results.json", results)
     atomic_write_text(REPO / "models" / "zoo" / "RESULTS.md", "# Model zoo results\n\n" + table + "\n")

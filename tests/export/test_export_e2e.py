@@ -106,12 +106,17 @@ def test_tflite_is_nhwc_without_transposes_and_int8_inside(exported):
         assert out_dtypes[-1][0] in ("SOFTMAX", "QUANTIZE", "DEQUANTIZE")
 
 
-def _op_output_dtypes(path: Path) -> list[tuple[str, str]]:
+def _op_outputs(path: Path) -> list[tuple[str, dict]]:
+    """(op name, details of its first output tensor) for every op of a .tflite, in graph order."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
-    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
-    return [(op["op_name"], dtypes[op["outputs"][0]]) for op in it._get_ops_details()]
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    return [(op["op_name"], tensors[op["outputs"][0]]) for op in it._get_ops_details()]
+
+
+def _op_output_dtypes(path: Path) -> list[tuple[str, str]]:
+    return [(op, np.dtype(t["dtype"]).name) for op, t in _op_outputs(path)]
 
 
 def test_metadata_round_trips(exported):
@@ -162,12 +167,7 @@ def test_int8_tflite_outputs_are_probabilities_calibrated_on_the_whole_range(exp
 
 
 def _fc_output_scale(path: Path) -> float:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
-    fc = [op for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"][-1]
-    return float(tensors[fc["outputs"][0]]["quantization"][0])
+    return float([t for op, t in _op_outputs(path) if op == "FULLY_CONNECTED"][-1]["quantization"][0])
 
 
 def _assert_float_onnx_head(path: Path) -> None:
