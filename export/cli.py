@@ -54,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="ONNX int8 activation type (uint8 is the fast path on x86)")
     p.add_argument("--no-bias-correction", action="store_true",
                    help="quantize int8 straight from the float model (default: weights pre-rounded to the int8 "
-                        "grid with their output shift on the calibration images folded into the biases)")
+                        "grid by GPTQ, with their output shift on the calibration images folded into the biases)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="threads for conversion")
     p.add_argument("--verbose-converters", action="store_true", help="show the converters' own logs")

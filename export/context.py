@@ -44,10 +44,10 @@ class Job:
 
     def int8_source(self) -> torch.nn.Module:
         """The float model the ONNX and TFLite int8 artifacts are quantized from: the model itself when
-        ``bias_correction`` is off, else :func:`export.bias_correction.int8_ready` (weights on the int8 grid,
+        ``bias_correction`` is off, else :func:`export.weight_rounding.int8_ready` (weights on the int8 grid,
         biases corrected on the calibration images)."""
         if "int8_source" not in self.cache:
-            from export.bias_correction import int8_ready
+            from export.weight_rounding import int8_ready
 
             self.cache["int8_source"] = (int8_ready(self.model, self.need_calib("int8"), self.pre)
                                          if self.bias_correction else self.model)

@@ -4,7 +4,8 @@ Both runtimes ship a tool for it; this module only feeds them the same validatio
 answer to the worst few tensors by signal-to-quantization-noise ratio (SQNR, dB: lower is worse):
 
 - ONNX: onnxruntime's ``qdq_loss_debug`` (float vs QDQ model, every intermediate tensor);
-- TFLite: ai-edge-quantizer's ``validate`` (float vs quantized flatbuffer, every intermediate tensor).
+- TFLite: ai-edge-quantizer's ``validate`` (float vs quantized flatbuffer, every intermediate tensor); its "snr" is
+  a power ratio, converted here to dB like onnxruntime's.
 """
 
 from __future__ import annotations
@@ -100,4 +101,9 @@ def _tflite(float_path: Path, q_path: Path, images: ImageSet, job: Job, n: int) 
         q = quantizer.Quantizer(bytearray(float_model), previous_quantized_model=bytearray(q_path.read_bytes()))
         result = q.validate(data, error_metrics=[ValidationErrorMetric.SNR], num_threads=job.threads)
     sigres = result.get_signature_comparison_result(key)
-    return {t: float(np.asarray(m.get("snr", np.nan))) for t, m in sigres.intermediate_tensors.items()}
+    return {t: power_ratio_db(float(np.asarray(m.get("snr", np.nan)))) for t, m in sigres.intermediate_tensors.items()}
+
+
+def power_ratio_db(ratio: float) -> float:
+    """``10 log10(ratio)``; NaN for a ratio that is not positive (no signal to compare)."""
+    return 10 * math.log10(ratio) if ratio > 0 else math.nan

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -129,6 +130,8 @@ def test_onnx2tf_route_no_bias_correction_and_broken_calibration(export_checkpoi
     assert drift and all(d["op"].split()[0] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "PAD",
                                                 "FULLY_CONNECTED", "SOFTMAX", "QUANTIZE") for d in drift), drift
     assert all(len(d["shape"]) >= 2 for d in drift)
+    # dB, not ai-edge-quantizer's raw power ratio: a squashed-calibration int8 tensor keeps well under 8 bits' ~50 dB
+    assert all(-20 < d["sqnr_db"] < 50 for d in drift), drift
     assert "most-drifting layers" in report.table()
 
 
@@ -163,3 +166,11 @@ def test_probability_outputs_are_compared_as_probabilities():
     assert logits.probabilities(codes).sum() == pytest.approx(1.0)
     with pytest.raises(InputError, match="output_kind must be logits or probabilities, got 'scores'"):
         Preprocessing.from_json({**pre.to_json(), "output_kind": "scores"}, "p.json")
+
+
+def test_tflite_power_ratio_is_reported_in_db() -> None:
+    from export.drift import power_ratio_db
+
+    assert power_ratio_db(418.0) == pytest.approx(26.2, abs=0.05)
+    assert power_ratio_db(1.0) == 0.0
+    assert math.isnan(power_ratio_db(0.0))

@@ -1,4 +1,5 @@
-"""The float model int8 is quantized from: weights on the converters' int8 grid, output shifts folded into biases."""
+"""The float model int8 is quantized from: weights rounded (GPTQ) onto the converters' int8 grid, output shifts
+folded into biases."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.bias_correction import int8_ready, round_to_int8_grid
 from export.calibration import read_split_images
+from export.verify import reference_logits
+from export.weight_rounding import gptq, int8_ready, round_to_int8_grid
 from models import load_checkpoint
 from models.net import fold_batchnorm
 
@@ -22,6 +24,36 @@ def test_round_to_int8_grid_by_hand() -> None:
     assert torch.equal(q[1], torch.zeros(3))  # an all-zero channel stays zero, no NaN
     torch.testing.assert_close(q[2], torch.tensor([-127, 0, 0]) * (2.54 / 127))  # 0.5 rounds to even: 0
     torch.testing.assert_close(round_to_int8_grid(q), q)  # idempotent: a converter re-rounding changes nothing
+
+
+def _weighted_error(w: torch.Tensor, q: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    d = (w - q).double()
+    return torch.einsum("rk,rkl,rl->r", d, cov.expand(len(d), -1, -1), d)
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["conv", "depthwise"])
+def test_gptq_beats_nearest_under_the_input_covariance_and_keeps_the_grid(shared: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    rows, k = 24, 18
+    w = torch.randn(rows, k, generator=gen, dtype=torch.float64)
+    # strongly correlated inputs, as neighbouring pixels and channels are: nearest rounding ignores that
+    mix = torch.randn(k, k, generator=gen, dtype=torch.float64) + 3 * torch.ones(k, k, dtype=torch.float64)
+    x = torch.randn(rows if not shared else 1, 4000, k, generator=gen, dtype=torch.float64) @ mix
+    cov = x.transpose(1, 2) @ x / x.shape[1]
+    q = gptq(w, cov)
+    step = w.abs().amax(1, keepdim=True) / 127
+    steps = q / step
+    torch.testing.assert_close(steps, steps.round(), atol=1e-9, rtol=0)
+    assert steps.abs().max() <= 127 + 1e-9
+    # the largest weight keeps its 127 steps, so max|q| / 127 gives back the grid step a converter will use
+    torch.testing.assert_close(q.abs().amax(1, keepdim=True) / 127, step)
+    near, ours = _weighted_error(w, round_to_int8_grid(w), cov), _weighted_error(w, q, cov)
+    assert ours.sum() < 0.5 * near.sum()
+
+
+def test_gptq_on_uncorrelated_inputs_is_nearest_rounding() -> None:
+    w = torch.randn(8, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    torch.testing.assert_close(gptq(w, torch.eye(10, dtype=torch.float64)[None]), round_to_int8_grid(w))
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +68,11 @@ def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
 
 
-def test_int8_ready_weights_are_on_the_grid_and_the_model_is_untouched(model_and_calib) -> None:
+@pytest.mark.parametrize("rounding", ["gptq", "nearest"])
+def test_int8_ready_weights_are_on_the_grid_and_the_model_is_untouched(model_and_calib, rounding: str) -> None:
     model, pre, calib = model_and_calib
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ready = int8_ready(model, calib, pre)
+    ready = int8_ready(model, calib, pre, rounding)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ready.modules())
     for layer in _layers(ready):
         w = layer.weight.detach()
@@ -67,6 +100,19 @@ def test_bias_correction_restores_each_layers_mean_output(model_and_calib) -> No
         uncorrected = conv(ready_layer.weight, float_layer.bias).mean((0, 2, 3))
     assert (got - want).abs().max() < 1e-5
     assert (uncorrected - want).abs().max() > 100 * (got - want).abs().max()
+
+
+def test_gptq_rounding_brings_the_int8_weight_model_closer_to_fp32(model_and_calib) -> None:
+    model, pre, calib = model_and_calib
+    ref = reference_logits(model, calib)
+    err = {r: float(((reference_logits(int8_ready(model, calib, pre, r), calib) - ref) ** 2).mean())
+           for r in ("gptq", "nearest")}
+    assert err["gptq"] < 0.7 * err["nearest"], err
+
+
+def test_int8_ready_rejects_an_unknown_rounding(model_and_calib) -> None:
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        int8_ready(*model_and_calib, rounding="stochastic")
 
 
 def _onnx_int8_weights(path: Path) -> list[np.ndarray]:
