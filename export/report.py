@@ -27,6 +27,9 @@ class Verification:
     # exact ties, and argmax then takes the lowest class index whatever fp32 said
     tied_top1: float | None = None
     max_abs_dsoftmax: float | None = None
+    # mean over images of sum_c |p_c - p_c(fp32)|: the steadiest fidelity figure, where agreement and balanced
+    # accuracy move by whole images
+    mean_l1_dsoftmax: float | None = None
     max_abs_dlogit: float | None = None
     accuracy: float | None = None
     balanced_accuracy: float | None = None
@@ -97,15 +100,16 @@ class ExportReport:
         return atomic_write_json(self.path, self.to_json())
 
     def table(self) -> str:
-        rows = [("artifact", "precision", "io", "size", "agree", "max|dp|", "acc", "bacc", "Δbacc pt [95% CI]",
-                 "status", "path")]
+        rows = [("artifact", "precision", "io", "size", "agree", "mean L1 dp", "max|dp|", "acc", "bacc",
+                 "Δbacc pt [95% CI]", "status", "path")]
         ref = self.reference
         if ref.get("accuracy") is not None:
-            rows.append(("pytorch (reference)", "fp32", "float32", "", "", "", _pct(ref["accuracy"]),
+            rows.append(("pytorch (reference)", "fp32", "float32", "", "", "", "", _pct(ref["accuracy"]),
                          _pct(ref["balanced_accuracy"]), "", "", str(self.checkpoint)))
         for a in self.artifacts:
             v = a.verification
             rows.append((a.file, a.precision, a.io_dtype, _size(a.size_bytes), _pct(v.agreement),
+                         "" if v.mean_l1_dsoftmax is None else f"{v.mean_l1_dsoftmax:.4f}",
                          "" if v.max_abs_dsoftmax is None else f"{v.max_abs_dsoftmax:.4f}", _pct(v.accuracy),
                          _pct(v.balanced_accuracy), _bacc_change(v, ref.get("balanced_accuracy")), v.status,
                          str(self.out_dir / a.file)))

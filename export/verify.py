@@ -165,6 +165,7 @@ def compare(values: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.
         agreement=float((values.argmax(1) == ref.argmax(1)).mean()),
         tied_top1=float(((values == values.max(1, keepdims=True)).sum(1) > 1).mean()),
         max_abs_dsoftmax=float(d_soft.max()),
+        mean_l1_dsoftmax=float(d_soft.sum(1).mean()),
         max_abs_dlogit=float(np.abs(values - ref).max()) if output_kind == "logits" else None,
         bacc_change_ci=bacc_change_interval(values.argmax(1), ref.argmax(1), labels, groups) if len(labels) else None,
         **scores(values, labels),

@@ -8,7 +8,8 @@ Both steps use the same statistics of each conv/linear layer's input patches on 
   Brain Quantization) rounds the weights of a channel one at a time and moves the not-yet-rounded ones to cancel,
   under ``C``, the error just made. On the zoo teacher (MobileNetV2-1.0, 112 px, 200 calibration images) int8 weights
   alone then leave a mean squared logit error of 0.0011 against 0.015 after nearest rounding, and top-1 agreement
-  with fp32 on the 1,503 val images of 99.1 % against 98.5 %.
+  with fp32 on the 1,503 val images of 99.1 % against 98.5 %. In the finished int8 TFLite files, where the 8-bit
+  activations now add most of the error, the six zoo models' mean summed |delta probability| falls by 3-21 %.
 - **Bias correction.** Whatever the rounding, the weight error shifts the *mean* output whenever the inputs are not
   zero-mean (every layer after a ReLU6): ``E[dw . x] = dw . mu``, a bias the next layers carry on and amplify.
   Empirical bias correction (Nagel et al., "Data-Free Quantization", ICCV 2019, section 4.2) adds it back into the
@@ -59,7 +60,8 @@ def _patches(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _InputStats:
-    """Running sums of one layer's input patches, per group (float64: sums over ~10^7 samples)."""
+    """Running sums of one layer's input patches, per group: float64 across batches (~10^7 samples in all), each
+    batch's products in float32."""
 
     total: torch.Tensor | float = 0.0
     outer: torch.Tensor | float = 0.0
@@ -81,11 +83,7 @@ def gptq(w: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
     ``(rows, K, K)``. Each row's largest weight keeps its +-127 steps (so the grid step is recoverable from the
     result) and every value stays within +-127 steps."""
     rows, k = w.shape
-    eye = torch.eye(k, dtype=torch.float64)
-    diag = torch.diagonal(cov, dim1=1, dim2=2).mean(1)
-    cov = cov + (DAMPING * diag).clamp(min=1e-12)[:, None, None] * eye
-    # the upper Cholesky factor of cov^-1: row i holds column i's error weighting onto the later columns
-    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(cov)), upper=True).expand(rows, k, k)
+    u = _inverse_cholesky(cov).expand(rows, k, k)
     w = w.double().clone()
     step = w.abs().amax(1).clamp(min=torch.finfo(torch.float64).tiny) / QMAX
     top = w.abs().argmax(1)
@@ -97,6 +95,29 @@ def gptq(w: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
         err = (w[:, i] - q[:, i]) / u[:, i, i]
         w[:, i + 1:] -= err[:, None] * u[:, i, i + 1:]
     return q
+
+
+def _inverse_cholesky(cov: torch.Tensor) -> torch.Tensor:
+    """Per group, the upper Cholesky factor of the dampened ``cov^-1`` (row i: how column i's error spreads onto
+    the later columns). Where Cholesky fails even with heavy dampening the factor is the identity, i.e. nearest
+    rounding: calibration images that barely vary (a constant grey set) leave a covariance that is zero up to float
+    cancellation, with nothing to compensate against."""
+    k = cov.shape[-1]
+    eye = torch.eye(k, dtype=torch.float64)
+    finite = torch.isfinite(cov).flatten(1).all(1)
+    cov = torch.where(finite[:, None, None], cov, eye)
+    scale = torch.diagonal(cov, dim1=1, dim2=2).mean(1).clamp(min=1e-12)[:, None, None]
+    u = eye.repeat(len(cov), 1, 1)
+    done = ~finite
+    for damping in (DAMPING, 0.1, 1.0):  # more dampening until the float noise in cov no longer breaks Cholesky
+        chol, info = torch.linalg.cholesky_ex(cov + damping * scale * eye)
+        factor, info_inv = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
+        ok = (info == 0) & (info_inv == 0) & ~done
+        u[ok] = factor[ok]
+        done |= ok
+        if bool(done.all()):
+            break
+    return u
 
 
 @torch.no_grad()

@@ -43,8 +43,8 @@ def test_layout_and_report(exported):
     assert runtimes["model_fp16.mlpackage"] == "coreml"
     for a in d["artifacts"]:
         assert a["size_bytes"] > 0 and a["export_seconds"] > 0
-        assert set(a["verification"]) >= {"status", "reason", "agreement", "max_abs_dsoftmax", "accuracy",
-                                          "balanced_accuracy", "n_images"}
+        assert set(a["verification"]) >= {"status", "reason", "agreement", "max_abs_dsoftmax", "mean_l1_dsoftmax",
+                                          "accuracy", "balanced_accuracy", "n_images"}
     assert 0 <= d["reference"]["balanced_accuracy"] <= 1 and d["reference"]["n_images"] > 30
     # calibration (train) and verification (val) are disjoint splits of the same split file
     assert d["settings"]["calib"]["split"] == "train" and d["settings"]["val"]["split"] == "val"

@@ -155,8 +155,13 @@ def test_probability_outputs_are_compared_as_probabilities():
     ref = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
     v = compare(softmax(ref), ref, np.array([0, 1]), output_kind="probabilities")
     assert v.agreement == 1.0 and v.max_abs_dsoftmax < 1e-12 and v.max_abs_dlogit is None
+    assert v.mean_l1_dsoftmax < 1e-12
     # read as logits, the same numbers would be softmaxed a second time
     assert compare(softmax(ref), ref, np.array([0, 1])).max_abs_dsoftmax > 0.1
+    # mean over images of the summed |dp|: image 0 moves 0.1 of probability from class 0 to 1, image 1 nothing
+    off = softmax(ref)
+    off[0] += [-0.1, 0.1, 0.0]
+    assert compare(off, ref, np.array([0, 1]), output_kind="probabilities").mean_l1_dsoftmax == pytest.approx(0.1)
 
     pre = Preprocessing(input_size=8, mean=(0.5,) * 3, std=(0.5,) * 3, labels=("a", "b", "c"), output_dtype="int8",
                         output_scale=1 / 256, output_zero_point=-128, output_kind="probabilities")

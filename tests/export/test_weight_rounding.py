@@ -56,6 +56,31 @@ def test_gptq_on_uncorrelated_inputs_is_nearest_rounding() -> None:
     torch.testing.assert_close(gptq(w, torch.eye(10, dtype=torch.float64)[None]), round_to_int8_grid(w))
 
 
+def test_gptq_on_a_degenerate_covariance_is_nearest_rounding() -> None:
+    """Constant calibration images leave a covariance that is zero, or zero up to float cancellation (slightly
+    negative eigenvalues): nothing to compensate against, and no Cholesky failure either."""
+    w = torch.randn(6, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.testing.assert_close(gptq(w, torch.zeros(1, 9, 9, dtype=torch.float64)), round_to_int8_grid(w))
+    v = torch.ones(9, dtype=torch.float64)
+    noisy = (torch.outer(v, v) * 1e-3 - 1e-9 * torch.eye(9, dtype=torch.float64))[None]  # rank 1, not PSD
+    q = gptq(w, noisy)
+    steps = q / (w.abs().amax(1, keepdim=True) / 127)
+    torch.testing.assert_close(steps, steps.round(), atol=1e-9, rtol=0)
+
+
+def test_a_dead_input_channel_leaves_gptq_on_the_other_channels_of_a_depthwise_conv() -> None:
+    """A depthwise channel whose input is always zero (a dead ReLU6 upstream) has a zero covariance: that channel is
+    rounded to nearest, the others still get GPTQ's compensation."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 9, generator=gen, dtype=torch.float64)
+    x = torch.randn(4, 2000, 9, generator=gen, dtype=torch.float64) @ (torch.ones(9, 9, dtype=torch.float64) + 0.3)
+    x[0] = 0.0
+    cov = x.transpose(1, 2) @ x / x.shape[1]
+    q = gptq(w, cov)
+    torch.testing.assert_close(q[0], round_to_int8_grid(w)[0])
+    assert (_weighted_error(w, q, cov)[1:] < _weighted_error(w, round_to_int8_grid(w), cov)[1:]).all()
+
+
 @pytest.fixture(scope="module")
 def model_and_calib(trained_checkpoint):
     model, card = load_checkpoint(trained_checkpoint)
