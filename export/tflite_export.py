@@ -10,8 +10,9 @@ Two routes build the files; ``Job.tflite_route`` picks one:
   precision per model).
 
 The default was chosen by measured int8 quality on the six zoo models (600 calibration, all 1,503 HAM10000 val
-images): with litert five of six int8-I/O files pass the gate (agreement 97.5-98.4%), with onnx2tf one (95.7-97.7%),
-because the 8-bit logit grid of the all-int8 file ties 3-6% of val images between two classes.
+images, nearest-rounded weights): with litert five of six int8-I/O files pass the gate (agreement 97.5-98.4%),
+with onnx2tf one (95.7-97.7%), because the 8-bit logit grid of the all-int8 file ties 3-6% of val images between
+two classes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ Both steps use the same statistics of each conv/linear layer's input patches on 
   under ``C``, the error just made. On the zoo teacher (MobileNetV2-1.0, 112 px, 200 calibration images) int8 weights
   alone then leave a mean squared logit error of 0.0011 against 0.015 after nearest rounding, and top-1 agreement
   with fp32 on the 1,503 val images of 99.1 % against 98.5 %. In the finished int8 TFLite files, where the 8-bit
-  activations now add most of the error, the six zoo models' mean summed |delta probability| falls by 3-21 %.
+  activations now add most of the error, the mean summed |delta probability| is 2-21 % lower in 11 of the 12 zoo
+  files and unchanged in the twelfth.
 - **Bias correction.** Whatever the rounding, the weight error shifts the *mean* output whenever the inputs are not
   zero-mean (every layer after a ReLU6): ``E[dw . x] = dw . mu``, a bias the next layers carry on and amplify.
   Empirical bias correction (Nagel et al., "Data-Free Quantization", ICCV 2019, section 4.2) adds it back into the
@@ -40,11 +41,16 @@ ROUNDINGS = ("gptq", "nearest")
 DAMPING = 0.01
 
 
+def _grid_step(w: torch.Tensor) -> torch.Tensor:
+    """Per output channel (first dim) of ``w``, its int8 grid step ``max|w_c| / 127``, shaped to broadcast."""
+    step = w.abs().flatten(1).amax(1).clamp(min=torch.finfo(w.dtype).tiny) / QMAX
+    return step.view(-1, *[1] * (w.ndim - 1))
+
+
 def round_to_int8_grid(w: torch.Tensor) -> torch.Tensor:
     """``w`` (output channels first) rounded per output channel to ``k * max|w_c| / 127``, ``k`` in [-127, 127]."""
-    scale = w.abs().flatten(1).amax(1).clamp(min=torch.finfo(w.dtype).tiny) / QMAX
-    scale = scale.view(-1, *[1] * (w.ndim - 1))
-    return torch.round(w / scale).clamp(-QMAX, QMAX) * scale
+    step = _grid_step(w)
+    return torch.round(w / step).clamp(-QMAX, QMAX) * step
 
 
 def _patches(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +91,7 @@ def gptq(w: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
     rows, k = w.shape
     u = _inverse_cholesky(cov).expand(rows, k, k)
     w = w.double().clone()
-    step = w.abs().amax(1).clamp(min=torch.finfo(torch.float64).tiny) / QMAX
+    step = _grid_step(w)[:, 0]
     top = w.abs().argmax(1)
     top_sign = torch.sign(w[torch.arange(rows), top])
     q = torch.empty_like(w)
