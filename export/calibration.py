@@ -6,11 +6,16 @@ lesion-grouped split the model was trained with, so they are disjoint and the te
 - the split file named by ``--split``, else the card's ``data.split_file`` beside the checkpoint when it lists
   this dataset's images, else a fresh split made with the card's seed (``data.split_seed``, default 2021);
 - both sets are preprocessed exactly as :class:`models.preprocessing.Preprocessing` defines (the contract the
-  benchmark harness and the app share) and kept as normalised float32 NHWC arrays.
+  benchmark harness and the app share) and kept as normalised float32 NHWC arrays;
+- verification may see every image in several orientations (:meth:`ImageSet.with_orientations`). A dermoscopic
+  image has no canonical orientation (the app's user holds the dermatoscope at any angle, and training augments
+  with flips and rotations), so the eight flips and right-angle rotations of a val image are all inputs the model
+  must handle; each is a fresh draw of int8 rounding noise on the same image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,37 +31,81 @@ from models.preprocessing import Preprocessing, normalize, quantize
 MIN_CALIBRATION_IMAGES = 32
 DEFAULT_SPLIT_SEED = 2021
 PixelTransform = Callable[[np.ndarray], np.ndarray]
+ORIENTATIONS = 8  # the dihedral group of the square: 4 flips x (as is, transposed)
+ORIENTATION_COUNTS = (1, 2, 4, ORIENTATIONS)  # the counts whose first orientations form a group (see orient)
+
+
+def orient(x: np.ndarray, k: int) -> np.ndarray:
+    """Orientation ``k`` (0-7) of a batch of square NHWC images: 0 as is, 1 flipped left-right, 2 flipped
+    upside down, 3 both (a 180 degree turn); 4-7 the same after transposing, i.e. transposed, turned 90 degrees
+    one way and the other, anti-transposed. The first 2 and the first 4 are themselves closed under composition."""
+    if not 0 <= k < ORIENTATIONS:
+        raise ValueError(f"orientation must be in [0, {ORIENTATIONS}), got {k}")
+    if k >= 4:
+        x = x.transpose(0, 2, 1, 3)
+    if k & 1:
+        x = x[:, :, ::-1]
+    if k & 2:
+        x = x[:, ::-1]
+    return x
 
 
 @dataclass
 class ImageSet:
-    """Preprocessed images of one split: ``x`` is normalised float32 ``N x S x S x 3`` (NHWC)."""
+    """Preprocessed images of one split, seen in ``orientations`` orientations (see :func:`orient`).
+
+    ``x`` holds the ``N`` distinct images as normalised float32 ``N x S x S x 3`` (NHWC); the set has
+    ``N * orientations`` rows, row ``r`` being image ``r % N`` in orientation ``r // N`` (so the first ``N`` rows
+    are the images as they are). ``labels`` and ``groups`` are per row; other orientations are made on the fly,
+    so they cost no memory.
+    """
 
     x: np.ndarray
     labels: np.ndarray  # indices into the model card's labels
     root: Path
     split: str
     split_source: str
-    # one id per image: its lesion (ISIC metadata's lesion_id) where known, else the image itself. Images of one
-    # lesion are near-duplicates, so statistics over images resample lesions, not images.
+    # one id per row: its lesion (ISIC metadata's lesion_id) where known, else the image itself. Images of one
+    # lesion (and the orientations of one image) are near-duplicates, so statistics resample lesions, not rows.
     groups: np.ndarray | None = None
+    orientations: int = 1
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def with_orientations(self, n: int) -> ImageSet:
+        """The same images, each also seen in orientations ``1 .. n-1`` (``n`` one of ``ORIENTATION_COUNTS``)."""
+        if n not in ORIENTATION_COUNTS:
+            raise ValueError(f"orientations must be one of {ORIENTATION_COUNTS}, got {n}")
+        m = len(self.x)
+        labels, groups = self.labels[:m], None if self.groups is None else self.groups[:m]
+        return dataclasses.replace(self, labels=np.tile(labels, n),
+                                   groups=None if groups is None else np.tile(groups, n), orientations=n)
+
+    def rows(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` as normalised float32 NHWC (views into ``x`` where possible)."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        m, parts = len(self.x), []
+        while start < stop:
+            k, i = divmod(start, m)
+            n = min(stop - start, m - i)
+            parts.append(orient(self.x[i : i + n], k))
+            start += n
+        return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else self.x[:0]
+
     def model_input(self, pre: Preprocessing, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Images ``start:stop`` in ``pre``'s layout and dtype: the tail of ``Preprocessing.model_input``
+        """Rows ``start:stop`` in ``pre``'s layout and dtype: the tail of ``Preprocessing.model_input``
         (normalisation is already done), using the shared ``quantize`` so integer inputs match bit for bit."""
-        x = self.x[start:stop]
+        x = self.rows(start, stop)
         if pre.layout == "NCHW":
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         if pre.input_dtype in ("int8", "uint8"):
             return quantize(x, pre.input_scale, pre.input_zero_point, pre.input_dtype)
-        return x.astype(pre.input_dtype)
+        return np.ascontiguousarray(x, dtype=pre.input_dtype)
 
     def describe(self) -> dict:
         return {"root": str(self.root), "split": self.split, "split_source": self.split_source,
-                "n_images": len(self)}
+                "n_images": len(self.x), "orientations": self.orientations}
 
 
 def card_data_root(card: ModelCard) -> Path | None:

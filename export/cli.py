@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from export.calibration import ORIENTATION_COUNTS, ORIENTATIONS
 from export.formats import DEFAULT_TFLITE_ROUTE, FORMATS, TFLITE_ROUTES
 from models.errors import InputError
 
@@ -36,6 +37,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=None, metavar="N",
                    help="verification images at most (default: the whole val split; the balanced-accuracy gate "
                         "needs every image of the small classes)")
+    p.add_argument("--val-orientations", type=int, choices=ORIENTATION_COUNTS, default=ORIENTATIONS, metavar="N",
+                   help="verify every val image in N orientations: 1 as is, 2 adds the left-right flip, 4 all flips, "
+                        f"{ORIENTATIONS} also the right-angle turns (default {ORIENTATIONS}; each orientation is a "
+                        "fresh draw of int8 rounding noise, which steadies the balanced-accuracy gate)")
     p.add_argument("--split", metavar="FILE", help="split file (default: the card's split file beside the checkpoint)")
     p.add_argument("--imgsz", type=int, metavar="N", help="input size (default: the card's input_size)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: <checkpoint dir>/export)")
@@ -80,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             calib=args.calib, calib_size=args.calib_size, val=args.val, imgsz=args.imgsz,
             android_demo=args.android_demo,
             gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
-            val_size=args.val_size, split=args.split, tflite_route=args.tflite_route,
+            val_size=args.val_size, val_orientations=args.val_orientations, split=args.split,
+            tflite_route=args.tflite_route,
             onnx_activations=args.onnx_activations, bias_correction=not args.no_bias_correction,
             dynamic_batch=args.dynamic_batch, threads=args.threads,
             verbose=not args.quiet, quiet_converters=not args.verbose_converters,

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from export import formats
 from export._util import Stages, file_size, preload_torch, quiet
-from export.calibration import MIN_CALIBRATION_IMAGES, ImageSet, PixelTransform, card_data_root, read_split_images
+from export.calibration import (
+    MIN_CALIBRATION_IMAGES,
+    ORIENTATION_COUNTS,
+    ORIENTATIONS,
+    ImageSet,
+    PixelTransform,
+    card_data_root,
+    read_split_images,
+)
 from export.context import Job
 from export.report import ArtifactRecord, ExportReport, Verification
 from export.verify import Gate, reference_logits, scores, verify_artifact
@@ -40,6 +48,7 @@ def export(
     gate: Gate = Gate(),
     *,
     val_size: int | None = None,
+    val_orientations: int = ORIENTATIONS,
     split: str | Path | None = None,
     tflite_route: str = formats.DEFAULT_TFLITE_ROUTE,
     onnx_activations: str = "uint8",
@@ -67,7 +76,7 @@ def export(
             log.log("--android-demo ships the int8 TFLite model: enabling --int8")
             int8 = True
     formats.validate_flags(names, int8, fp16)
-    _check_numbers(calib_size, val_size, imgsz, threads, onnx_activations)
+    _check_numbers(calib_size, val_size, val_orientations, imgsz, threads, onnx_activations)
     preload_torch()
     with quiet(quiet_converters):  # importing TF/coremltools prints banners and "untested version" warnings
         formats.check_dependencies(names, tflite_route)
@@ -80,10 +89,12 @@ def export(
     pre = card.preprocessing(**({"input_size": imgsz} if imgsz else {}))
     calib_set, val_set = _read_images(log, card, checkpoint, pre, int8, calib, calib_size, val, val_size, split,
                                       calib_transform, seed)
+    if val_set is not None:
+        val_set = val_set.with_orientations(val_orientations)
     reference: dict = {"runtime": "pytorch", "precision": "fp32"}
     ref = None
     if val_set is not None:
-        with log.stage(f"pytorch fp32 reference ({len(val_set)} val)"):
+        with log.stage(f"pytorch fp32 reference ({len(val_set.x)} val x {val_set.orientations} orientations)"):
             ref = reference_logits(model, val_set)
         reference.update(scores(ref, val_set.labels))
 
@@ -91,8 +102,8 @@ def export(
     settings = {
         "targets": names, "int8": int8, "fp16": fp16, "imgsz": pre.input_size, "tflite_route": tflite_route,
         "onnx_activations": onnx_activations, "bias_correction": bias_correction, "dynamic_batch": dynamic_batch,
-        "calib_size": calib_size,
-        "val_size": val_size, "calib": calib_set.describe() if calib_set else None,
+        "calib_size": calib_size, "val_size": val_size, "val_orientations": val_orientations,
+        "calib": calib_set.describe() if calib_set else None,
         "val": val_set.describe() if val_set else None, "gate": gate.to_json(), "threads": threads,
         "android_demo": str(android_demo) if android_demo is not None else None, "versions": _versions(),
     }
@@ -115,11 +126,15 @@ def export(
     return report
 
 
-def _check_numbers(calib_size: int, val_size: int | None, imgsz: int | None, threads: int, onnx_act: str) -> None:
+def _check_numbers(calib_size: int, val_size: int | None, orientations: int, imgsz: int | None, threads: int,
+                   onnx_act: str) -> None:
     if calib_size < MIN_CALIBRATION_IMAGES:
         raise InputError(f"--calib-size must be at least {MIN_CALIBRATION_IMAGES}, got {calib_size}")
     if val_size is not None and val_size < 1:
         raise InputError(f"--val-size must be positive, got {val_size}")
+    if orientations not in ORIENTATION_COUNTS:
+        raise InputError(f"--val-orientations must be one of {', '.join(map(str, ORIENTATION_COUNTS))} (whole "
+                         f"groups of flips and right-angle turns), got {orientations}")
     if imgsz is not None and not 32 <= imgsz <= 1024:
         raise InputError(f"--imgsz must be between 32 and 1024, got {imgsz}")
     if threads < 1:

@@ -36,7 +36,7 @@ class Verification:
     # 95 % interval of (artifact - fp32) balanced accuracy in points, from a paired bootstrap of the val lesions
     # within each class: with 20-30 images in the smallest classes one image moves balanced accuracy by ~0.5 pt
     bacc_change_ci: list[float] | None = None
-    n_images: int = 0
+    n_images: int = 0  # inputs compared: val images x orientations
     drift: list[dict[str, Any]] = field(default_factory=list)  # layers whose int8 output drifts most
     checks: dict[str, Any] = field(default_factory=dict)  # structural checks (CoreML on Linux)
 
@@ -116,7 +116,10 @@ class ExportReport:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        notes = [f"  {a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.reason]
+        val = self.settings.get("val")
+        notes = ([f"  compared with PyTorch fp32 on {val['n_images']} {val['split']} images x "
+                  f"{val.get('orientations', 1)} orientations"] if isinstance(val, dict) else [])
+        notes += [f"  {a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.reason]
         notes += [f"  {a.file}: most-drifting layers (SQNR vs the float model): "
                   + "; ".join(_layer(d) for d in a.verification.drift[:3])
                   for a in self.artifacts if a.verification.drift]

@@ -79,7 +79,7 @@ def reference_logits(model: torch.nn.Module, images: ImageSet, batch: int = 32) 
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            x = np.ascontiguousarray(images.x[i : i + batch].transpose(0, 3, 1, 2))
+            x = np.ascontiguousarray(images.rows(i, i + batch).transpose(0, 3, 1, 2))
             out.append(model(torch.from_numpy(x)).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

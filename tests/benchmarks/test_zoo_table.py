@@ -14,7 +14,9 @@ def test_readme_and_results_md_hold_exactly_the_table_rendered_from_results_json
     assert readme.split(BEGIN, 1)[1].split(END, 1)[0].strip() == table
     assert (REPO / "models" / "zoo" / "RESULTS.md").read_text() == "# Model zoo results\n\n" + table + "\n"
     for key in ("teacher", "ssd-kd"):
-        row = results["rows"][key]
-        assert row["int8_gate"] in ("passed", "failed")
-        low, high = row["int8_val_bacc_change_ci_pt"]
-        assert low <= -row["int8_val_bacc_drop_pt"] <= high
+        for file in ("int8", "int8_float_io"):
+            f = results["rows"][key][file]
+            assert f["gate"] in ("passed", "failed")
+            low, high = f["bacc_change_ci_pt"]
+            assert low <= f["bacc_change_pt"] <= high
+        assert results["rows"][key]["val"]["orientations"] >= 1
