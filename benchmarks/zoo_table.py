@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.complexity import count_macs
 from benchmarks.harness import run_benchmark
-from export import export
+from export import ExportReport, export
 from models import count_parameters, load_checkpoint
 from models.atomic import atomic_write_json, atomic_write_text
 
@@ -27,12 +27,10 @@ ROWS = (("teacher", "teacher"), ("scratch", "student alone (weighted CE)"), ("kd
         ("d-kd", "D-KD"), ("ssd-kd", "SSD-KD"))
 PAPER = {"teacher": "82.0 (ResNet-50)", "scratch": "75.4", "ssd-kd": "84.6"}
 BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
-
-
 CALIB_IMAGES = 600
 
 
-def _int8_fidelity(report, file: str) -> dict:
+def _int8_fidelity(report: ExportReport, file: str) -> dict:
     """One int8 file against PyTorch fp32 on the val rows (images x orientations)."""
     v = report.artifact(file).verification
     return {"gate": v.status, "agreement": v.agreement, "tied_top1": v.tied_top1, "mean_l1_dp": v.mean_l1_dsoftmax,

@@ -91,7 +91,9 @@ class ImageSet:
             n = min(stop - start, m - i)
             parts.append(orient(self.x[i : i + n], k))
             start += n
-        return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else self.x[:0]
+        if not parts:
+            return self.x[:0]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def model_input(self, pre: Preprocessing, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``start:stop`` in ``pre``'s layout and dtype: the tail of ``Preprocessing.model_input``
