@@ -15,11 +15,16 @@ from typing import Any
 
 import yaml
 
+from distill.data.transforms import AUGMENTATIONS
 from distill.losses import DKDWeights, KDWeights, RKDWeights, SSDKDWeights
 from distill.teacher_runtime import check_teacher_runtime
 from models.errors import InputError
 
 METHODS = ("ssd-kd", "d-kd", "kd", "rkd", "scratch")
+# The names distill.engine's builder tables accept (engine imports this module, so the names live here and a test
+# checks the tables match).
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("plateau", "multistep", "cosine")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class DataConfig:
     include_unk: bool = False
     num_workers: int = 2
     max_train_images: int | None = None  # for smoke tests: a class-stratified cap on the train split
+    augment: str = "official"  # official | dihedral (see distill.data.transforms.AUGMENTATIONS)
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,15 @@ class OptimConfig:
     epochs: int = 150
     batch_size: int = 32
     lr: float = 1e-3
+    optimizer: str = "sgd"  # sgd | adamw (adamw: decoupled weight_decay, betas (0.9, 0.999); momentum unused)
     momentum: float = 0.9
     weight_decay: float = 1e-3
-    scheduler: str = "plateau"  # plateau | multistep
+    scheduler: str = "plateau"  # plateau | multistep (per epoch) | cosine (per optimizer step, to min_lr)
     plateau_factor: float = 0.1
     plateau_patience: int = 10
     min_lr: float = 1e-6
     milestones: tuple[int, ...] = ()
+    warmup_epochs: float = 0.0  # cosine only: linear warm-up to lr over this many epochs, counted in steps
     early_stop: int = 15  # epochs without val-loss improvement; 0 disables
 
 
@@ -101,13 +109,29 @@ class Config:
         check_teacher_runtime(self.runtime.teacher_runtime)
         if self.data.image_size < 32:
             raise InputError(f"data.image_size must be >= 32, got {self.data.image_size}")
+        _check_choice("data.augment", self.data.augment, tuple(AUGMENTATIONS))
         for name in ("teacher_optim", "ss_head_optim", "student_optim"):
             o: OptimConfig = getattr(self, name)
             if o.epochs < 1 or o.batch_size < 2 or o.lr <= 0 or o.weight_decay < 0:
                 raise InputError(f"{name}: epochs >= 1, batch_size >= 2, lr > 0 and weight_decay >= 0 required")
-            if o.scheduler not in ("plateau", "multistep"):
-                raise InputError(f"{name}.scheduler must be plateau or multistep, got {o.scheduler!r}")
+            for key, allowed in _OPTIM_CHOICES.items():
+                _check_choice(f"{name}.{key}", getattr(o, key), allowed)
+            if not 0 <= o.warmup_epochs <= o.epochs:
+                raise InputError(f"{name}.warmup_epochs must be in [0, epochs={o.epochs}], got {o.warmup_epochs}")
+            # A warm-up the epoch schedulers would silently ignore is a typo'd run, not a choice.
+            if o.warmup_epochs and o.scheduler != "cosine":
+                raise InputError(f"{name}.warmup_epochs needs {name}.scheduler=cosine, got {o.scheduler!r}")
+            if o.scheduler == "cosine" and not 0 <= o.min_lr <= o.lr:
+                raise InputError(f"{name}.min_lr must be in [0, lr={o.lr}] for the cosine decay, got {o.min_lr}")
         return self
+
+
+_OPTIM_CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def to_dict(cfg: Any) -> Any:

@@ -1,5 +1,6 @@
-"""The training loop shared by every stage: SGD, plateau/multistep LR, early stopping on validation loss,
-atomic ``last.pt`` every epoch for exact resume, ``best.pt`` with the model card, NaN guard, DDP.
+"""The training loop shared by every stage: SGD or AdamW; plateau/multistep LR per epoch or warm-up + cosine per
+step; early stopping on validation loss, atomic ``last.pt`` every epoch for exact resume, ``best.pt`` with the
+model card, NaN guard, DDP.
 
 Resume is exact because every epoch reseeds all RNGs (and the loader's shuffle generator) from
 ``(seed, epoch)``: an epoch replayed after a kill draws the same batches, augmentations and dropout.
@@ -13,7 +14,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,14 +101,86 @@ def _onnx_teacher(teacher: nn.Module, explicit: bool) -> nn.Module | OnnxTeacher
         return teacher
 
 
-def make_optimizer(params, o: OptimConfig):
-    opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.scheduler == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=o.plateau_factor,
-                                                           patience=o.plateau_patience, min_lr=o.min_lr)
-    else:
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.milestones), gamma=0.1)
-    return opt, sched
+Params = Iterable[torch.nn.Parameter]
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+
+_OPTIMIZERS: dict[str, Callable[[Params, OptimConfig], torch.optim.Optimizer]] = {
+    "sgd": lambda params, o: torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
+    "adamw": lambda params, o: torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay),
+}
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_factor: float) -> float:
+    """LR multiplier for optimizer step ``step`` (0-based): linear warm-up to 1, then cosine down to ``min_factor``.
+
+    Warm-up step s uses ``(s + 1) / warmup_steps`` rather than ``s / warmup_steps`` so no step is spent at LR 0 and the
+    last warm-up step reaches the full LR; the decay then runs over the remaining steps, ending at ``min_factor``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _warmup_cosine(opt: torch.optim.Optimizer, o: OptimConfig, steps_per_epoch: int) -> Scheduler:
+    total = o.epochs * steps_per_epoch
+    warmup = min(total, round(o.warmup_epochs * steps_per_epoch))
+    # A closure, not a callable object: LambdaLR saves a callable object's attributes in its state dict and restores
+    # them on resume, which would pin the schedule to the first run's epochs; this way the config decides.
+
+    def factor(step: int) -> float:
+        return warmup_cosine_factor(step, warmup, total, o.min_lr / o.lr)
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@dataclass(frozen=True)
+class _SchedulerKind:
+    build: Callable[[torch.optim.Optimizer, OptimConfig, int], Scheduler]  # (optimizer, config, steps per epoch)
+    per_step: bool  # stepped after every optimizer step, else once per epoch after validation
+    epoch_step: Callable[[Scheduler, float], None] = lambda s, val_loss: s.step()
+
+
+_SCHEDULERS: dict[str, _SchedulerKind] = {
+    "plateau": _SchedulerKind(
+        lambda opt, o, _: torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=o.plateau_factor, patience=o.plateau_patience, min_lr=o.min_lr),
+        per_step=False, epoch_step=lambda s, val_loss: s.step(val_loss)),
+    "multistep": _SchedulerKind(
+        lambda opt, o, _: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.milestones), gamma=0.1),
+        per_step=False),
+    "cosine": _SchedulerKind(_warmup_cosine, per_step=True),
+}
+
+
+class LRSchedule:
+    """A scheduler and when it steps: :meth:`after_step` every optimizer step, :meth:`after_epoch` after
+    validation; each is a no-op for the other kind. Its state is the scheduler's (saved in ``last.pt``)."""
+
+    def __init__(self, scheduler: Scheduler, kind: _SchedulerKind) -> None:
+        self.scheduler, self._kind = scheduler, kind
+
+    def after_step(self) -> None:
+        if self._kind.per_step:
+            self.scheduler.step()
+
+    def after_epoch(self, val_loss: float) -> None:
+        if not self._kind.per_step:
+            self._kind.epoch_step(self.scheduler, val_loss)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def make_optimizer(params: Params, o: OptimConfig,
+                   steps_per_epoch: int = 1) -> tuple[torch.optim.Optimizer, LRSchedule]:
+    """``o.optimizer`` and ``o.scheduler`` from their tables; ``steps_per_epoch`` sizes per-step schedules."""
+    opt = _OPTIMIZERS[o.optimizer](params, o)
+    kind = _SCHEDULERS[o.scheduler]
+    return opt, LRSchedule(kind.build(opt, o, steps_per_epoch), kind)
 
 
 def _rng_state() -> dict:
@@ -141,7 +214,9 @@ def fit(
     """
     place_task(task, device, runtime)
     params = [p for p in task.parameters() if p.requires_grad]
-    opt, sched = make_optimizer(params, optim)
+    # The loader's length (per rank, after drop_last) is the same every epoch; only its shuffle seed changes.
+    steps_per_epoch = len(_train_loader(train_set, optim.batch_size, seed, dist, num_workers, 0))
+    opt, sched = make_optimizer(params, optim, steps_per_epoch)
     last = run_dir / "last.pt"
     start_epoch, best_loss, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
     if resume and last.is_file():
@@ -164,7 +239,7 @@ def fit(
         seed_everything(epoch_seed)
         loader = _train_loader(train_set, optim.batch_size, epoch_seed, dist, num_workers, epoch)
         t0 = time.perf_counter()
-        terms = _train_epoch(model, loader, opt, device, runtime, dist, f"{desc} {epoch + 1}/{optim.epochs}")
+        terms = _train_epoch(model, loader, opt, sched, device, runtime, dist, f"{desc} {epoch + 1}/{optim.epochs}")
         train_seconds = time.perf_counter() - t0
         val_loader = DataLoader(val_set, batch_size=optim.batch_size, shuffle=False, num_workers=num_workers)
         task.eval()
@@ -175,10 +250,7 @@ def fit(
             raise TrainingDiverged(
                 f"validation loss became {val_loss} at epoch {epoch + 1}; last.pt keeps epoch {epoch}"
             )
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(val_loss)
-        else:
-            sched.step()
+        sched.after_epoch(val_loss)
         improved = val_loss < best_loss
         if improved:
             best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
@@ -219,8 +291,8 @@ def _train_loader(ds: Dataset, batch_size: int, seed: int, dist: DistInfo, num_w
                       generator=g)
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
-                 runtime: RuntimeConfig, dist: DistInfo, desc: str) -> dict[str, float]:
+def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer, sched: LRSchedule,
+                 device: torch.device, runtime: RuntimeConfig, dist: DistInfo, desc: str) -> dict[str, float]:
     model.train()
     sums: dict[str, float] = {}
     n = 0
@@ -239,6 +311,7 @@ def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimize
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
+        sched.after_step()
         n += 1
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())

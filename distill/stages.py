@@ -72,7 +72,7 @@ def prepare_data(cfg: Config, run_dir: Path, model_cfg: ModelConfig, dist: DistI
     size = cfg.data.image_size
     return StageData(
         ds, split,
-        ImageDataset(train_records, size, model_cfg.mean, model_cfg.std, train=True),
+        ImageDataset(train_records, size, model_cfg.mean, model_cfg.std, train=True, augmentation=cfg.data.augment),
         ImageDataset(ds.subset(split.val), size, model_cfg.mean, model_cfg.std, train=False),
         torch.tensor(weights, dtype=torch.float32),
     )

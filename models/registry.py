@@ -63,3 +63,4 @@ def count_parameters(model: nn.Module) -> int:
 def _load_builtin() -> None:
     # Importing the module registers the built-in architectures; done lazily to keep `import models` cheap.
     import models.architectures  # noqa: F401
+    import models.efficientnet_lite  # noqa: F401

@@ -21,11 +21,11 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, records: Sequence[Record], size: int, mean: Sequence[float], std: Sequence[float],
-                 train: bool = False) -> None:
+                 train: bool = False, augmentation: str = "official") -> None:
         self.records = list(records)
         self.size = size
         self.mean, self.std = tuple(mean), tuple(std)
-        self.augment = train_augment() if train else None
+        self.augment = train_augment(augmentation) if train else None
 
     def __len__(self) -> int:
         return len(self.records)
