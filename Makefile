@@ -23,6 +23,7 @@ demo-zoo: $(STAMP)
 
 test: $(STAMP)
 	bash android_demo/tools/fetch_toolchain.sh
+	bash tools/install_test_tools.sh
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -ra
 
 lint: $(STAMP)

@@ -2,7 +2,9 @@
 
 Every artifact is paired with the ``preprocessing.json`` sidecar that the export wrote beside it: the
 benchmark feeds each model exactly the input the app would (layout, dtype, quantization), so a sidecar
-is required, never guessed.
+is required, never guessed. The one exception is a ``--reference`` file (a third-party .tflite/.onnx such as
+Google's int8 MobileNetV2, raced beside the user's artifacts): it has no contract, so it gets latency and memory
+only, on random input of the model's own shape and dtype.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ EXPORT_REPORT_VERSION = 1
 TORCH_NAME = "pytorch_fp32"
 
 # File suffix -> runtime. ``.mlpackage`` is a directory.
+REFERENCE_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
 SUFFIX_RUNTIME = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".tflite": "litert",
                   ".mlpackage": "coreml"}
 RUNTIMES = ("torch", "onnxruntime", "litert", "coreml")
@@ -42,21 +45,25 @@ class Artifact:
     size_bytes: int
     problem: str | None = None  # set when the export report lists it but it cannot be run (e.g. export failed)
     input_size: int | None = None  # torch reference only: run at this size instead of the card's
+    contractless: bool = False  # a --reference file: no preprocessing contract, latency and memory only
 
     @property
     def is_reference(self) -> bool:
+        """The PyTorch fp32 reference (accuracy agreement and "p50 / torch" are relative to it)."""
         return self.runtime == "torch"
 
     def to_json(self) -> dict:
         return {"name": self.name, "path": str(self.path), "runtime": self.runtime, "precision": self.precision,
                 "target": self.target, "preprocessing": str(self.preprocessing) if self.preprocessing else None,
-                "size_bytes": self.size_bytes, "problem": self.problem, "input_size": self.input_size}
+                "size_bytes": self.size_bytes, "problem": self.problem, "input_size": self.input_size,
+                "contractless": self.contractless}
 
     @classmethod
     def from_json(cls, d: dict) -> Artifact:
         side = d.get("preprocessing")
         return cls(d["name"], Path(d["path"]), d["runtime"], d["precision"], d["target"],
-                   Path(side) if side else None, int(d["size_bytes"]), d.get("problem"), d.get("input_size"))
+                   Path(side) if side else None, int(d["size_bytes"]), d.get("problem"), d.get("input_size"),
+                   bool(d.get("contractless", False)))
 
 
 def parse_runtimes(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -94,7 +101,8 @@ def find_sidecar(path: Path) -> Path:
         if cand.is_file():
             return cand
     raise InputError(f"{path}: no preprocessing sidecar found (looked for {stem}.preprocessing.json and "
-                     f"preprocessing.json beside it); the benchmark needs the export's preprocessing contract")
+                     f"preprocessing.json beside it); the benchmark needs the export's preprocessing contract "
+                     f"(a third-party file: pass it as --reference for latency and memory only)")
 
 
 def _precision_from_name(name: str) -> str:
@@ -124,6 +132,17 @@ def artifact_from_file(path: Path, sidecar: Path | None = None) -> Artifact:
         dtype = json.loads(side.read_text()).get("input_dtype", "float32")
         precision = {"float32": "fp32", "float16": "fp16", "int8": "int8", "uint8": "int8"}.get(dtype, "unknown")
     return Artifact(path.name, path, runtime, precision, _target_of(runtime), side, size_on_disk(path))
+
+
+def reference_file(path: str | Path) -> Artifact:
+    """A ``--reference`` file: precision ``unknown`` until ``runners.read_model`` reads it from the model."""
+    p = Path(path)
+    runtime = REFERENCE_SUFFIXES.get(p.suffix.lower())
+    if runtime is None or not p.is_file():
+        problem = "not found" if not p.exists() else "not a file" if runtime else f"unknown type {p.suffix!r}"
+        raise InputError(f"--reference {p}: {problem}; expected an existing .tflite or .onnx file")
+    p = p.resolve()
+    return Artifact(p.name, p, runtime, "unknown", _target_of(runtime), None, size_on_disk(p), contractless=True)
 
 
 def torch_reference(checkpoint: Path) -> Artifact:
@@ -201,15 +220,18 @@ def _reference_at_artifact_size(artifacts: list[Artifact]) -> list[Artifact]:
 
 
 def discover(paths: list[str | Path], checkpoint: str | Path | None = None,
-             runtimes: tuple[str, ...] = RUNTIMES) -> tuple[list[Artifact], Path | None]:
+             runtimes: tuple[str, ...] = RUNTIMES,
+             references: list[str | Path] | tuple[str | Path, ...] = ()) -> tuple[list[Artifact], Path | None]:
     """Expand command-line paths into artifacts, the PyTorch reference first (once), in a stable order.
 
     The reference comes from ``--checkpoint``, else a ``.pt`` on the command line, else an export report;
-    artifacts of runtimes not in ``runtimes`` are dropped. Also returns the checkpoint (even when torch is
-    not benchmarked, its card gives parameters and MACs), or None.
+    artifacts of runtimes not in ``runtimes`` are dropped. ``references`` (``--reference`` files) come last and
+    are kept whatever ``runtimes`` says: they were named one by one. Also returns the checkpoint (even when
+    torch is not benchmarked, its card gives parameters and MACs), or None.
     """
-    if not paths:
-        raise InputError("nothing to benchmark: give an export dir or artifact files")
+    refs = [reference_file(r) for r in references]  # a bad --reference fails before any model is loaded
+    if not paths and not refs:
+        raise InputError("nothing to benchmark: give an export dir, artifact files or --reference files")
     found: list[Artifact] = []
     ckpt: Path | None = Path(checkpoint) if checkpoint else None
     missing_report_ckpt: Path | None = None
@@ -236,16 +258,21 @@ def discover(paths: list[str | Path], checkpoint: str | Path | None = None,
     elif missing_report_ckpt is not None and "torch" in runtimes:
         raise InputError(f"{missing_report_ckpt}: checkpoint named in {EXPORT_REPORT} not found; pass --checkpoint "
                          f"or leave torch out of --runtimes")
+    unique = _unique(found + refs)
+    selected = _reference_at_artifact_size([a for a in unique if a.runtime in runtimes or a.contractless])
+    if paths and all(a.contractless for a in selected):
+        kinds = sorted({a.runtime for a in unique if not a.contractless})
+        raise InputError(f"no artifact matches --runtimes {','.join(runtimes)} (found: {', '.join(kinds)})")
+    reference = next((a.path for a in unique if a.is_reference), None)
+    return selected, reference
+
+
+def _unique(artifacts: list[Artifact]) -> list[Artifact]:
+    """Each path once (the first wins); a file name shared by two dirs gets its dir prepended, so rows stay
+    distinguishable."""
     unique: dict[Path, Artifact] = {}
-    for a in found:
+    for a in artifacts:
         unique.setdefault(a.path, a)
     names = [a.name for a in unique.values()]
-    for path, a in list(unique.items()):
-        if names.count(a.name) > 1:  # same file name from two dirs: rows must stay distinguishable
-            unique[path] = replace(a, name=f"{a.path.parent.name}/{a.name}")
-    selected = _reference_at_artifact_size([a for a in unique.values() if a.runtime in runtimes])
-    if not selected:
-        kinds = sorted({a.runtime for a in unique.values()})
-        raise InputError(f"no artifact matches --runtimes {','.join(runtimes)} (found: {', '.join(kinds)})")
-    reference = next((a.path for a in unique.values() if a.is_reference), None)
-    return selected, reference
+    return [replace(a, name=f"{a.path.parent.name}/{a.name}") if names.count(a.name) > 1 else a
+            for a in unique.values()]

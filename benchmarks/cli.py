@@ -18,14 +18,20 @@ EPILOG = """examples:
   ssdkd-bench runs/export --target little-1t                # host emulation profile (configs/profiles.yaml)
   ssdkd-bench runs/export/model_int8.tflite --target android --benchmark-binary ./android_aarch64_benchmark_model
   ssdkd-bench runs/bench/new/results.json --compare runs/bench/old/results.json   # compare without re-running
+  ssdkd-bench runs/export/model_int8.tflite --reference ../shared/weights/tf2_mobilenet_v2_1.0_224_ptq.tflite
+                                                            # race Google's int8 MobileNetV2 (latency + memory, ratio)
 """
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ssdkd-bench", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="+", metavar="ARTIFACT_OR_EXPORT_DIR",
+    p.add_argument("paths", nargs="*", metavar="ARTIFACT_OR_EXPORT_DIR",
                    help="export dir(s), artifact files (.onnx/.tflite/.mlpackage/.pt), or one results.json to compare")
+    p.add_argument("--reference", action="append", default=[], metavar="FILE",
+                   help="a third-party .tflite/.onnx without a preprocessing contract, raced beside the artifacts "
+                        "(latency and memory only, random input of its own shape; p50 ratio printed). Repeatable; "
+                        "with no artifacts, the first --reference is the baseline")
     p.add_argument("--runtimes", default="torch,onnxruntime,tflite,coreml",
                    help="comma list of torch, onnxruntime, tflite, coreml (default: all)")
     p.add_argument("--threads", default="1", help="comma list of runtime thread counts (default: 1)")
@@ -97,7 +103,7 @@ def _main(args: argparse.Namespace, command: list[str]) -> int:
         split=args.split, split_file=args.split_file, max_images=args.max_images, runs=args.runs,
         min_seconds=args.min_seconds, warmup=args.warmup, max_seconds=args.max_seconds, out=out,
         checkpoint=args.checkpoint, memory=not args.no_memory, profiles_file=args.profiles, android=android,
-        plots=not args.no_plots, progress=not args.no_progress, command=command)
+        plots=not args.no_plots, progress=not args.no_progress, command=command, references=args.reference)
     print(results.files["md"].read_text(), end="")
     print(f"\nwrote {', '.join(str(p) for p in results.files.values())}")
     if old is not None:

@@ -4,6 +4,9 @@ One call benchmarks every artifact (plus the PyTorch fp32 reference) in one run:
 round-robin in this process (``timing``), accuracy with each artifact's own preprocessing (``accuracy``),
 memory in a fresh subprocess per artifact (``memory``), or everything on a phone (``android``). Failures
 never abort the run: a failed artifact is a row with its status, and ``Results.failures`` names them.
+``--reference`` files (third-party .tflite/.onnx without a preprocessing contract) race in the same
+interleaved loop on random input of their own shape, for latency and memory only; ``notes`` turns the rows
+into one-line findings (int8 not faster than fp32 here and why, ratios to the references).
 """
 
 from __future__ import annotations
@@ -13,21 +16,22 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks import schema
+from benchmarks import notes, schema
 from benchmarks.accuracy import EvalSet, PixelCache, load_eval_set, metrics, predict
 from benchmarks.android import AndroidError, AndroidOptions, check_device, push_all, run_on_device
 from benchmarks.artifacts import Artifact, discover, parse_runtimes
 from benchmarks.memory import measure_memory
 from benchmarks.profiles import Profile, choose_cpus, pinned, resolve_target, thread_affinities
-from benchmarks.runners import InputSpec, make_runner, runtime_versions
+from benchmarks.runners import InputSpec, RunnerError, make_runner, read_model, runtime_versions
 from benchmarks.timing import Case, latency_block, measure
 from models.errors import InputError
+from models.host import host_cpu
 from models.preprocessing import Preprocessing
 
 
@@ -78,14 +82,8 @@ def _check_settings(runs: int, min_seconds: float, warmup: int, max_seconds: flo
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or None
+    """The host, with the CPU's instruction sets that decide which int8 kernels run (``models.host``)."""
+    cpu = host_cpu()
     try:
         import psutil
 
@@ -94,7 +92,8 @@ def machine_info() -> dict[str, Any]:
         total = None
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     return {"hostname": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_model": cpu or platform.processor() or None, "logical_cpus": os.cpu_count() or 1,
+            "cpu_model": cpu["cpu_model"], "isa": cpu["isa"], "int8_dot_product": cpu["int8_dot_product"],
+            "int8_note": cpu["int8_note"], "logical_cpus": os.cpu_count() or 1,
             "affinity": affinity, "memory_total_mb": total, "load_average_start": list(os.getloadavg()),
             "load_average_end": [], "android_device": None}
 
@@ -113,11 +112,61 @@ def input_spec(pre: Preprocessing) -> InputSpec:
     return InputSpec(pre.layout, pre.input_size, pre.input_dtype, tuple(pre.mean), tuple(pre.std))
 
 
+@dataclass(frozen=True)
+class Feed:
+    """What one artifact is fed, and the output it must give (None: not checked, a --reference file)."""
+
+    spec: InputSpec
+    x: np.ndarray
+    num_classes: int | None
+
+
+def read_references(artifacts: list[Artifact]) -> tuple[list[Artifact], dict[Path, InputSpec]]:
+    """Each --reference file with the precision and input spec read from the model itself; a file its runtime
+    cannot load keeps precision unknown and becomes a failed row (like any artifact that cannot be run)."""
+    out, specs = [], {}
+    for a in artifacts:
+        if not a.contractless or a.problem is not None:
+            out.append(a)
+            continue
+        try:
+            spec, precision = read_model(a)
+        except RunnerError as e:
+            out.append(replace(a, problem=str(e)))
+            continue
+        specs[a.path] = spec
+        out.append(replace(a, precision=precision))
+    return out, specs
+
+
+def _feeds(artifacts: list[Artifact], pres: dict[Path, Preprocessing], ref_specs: dict[Path, InputSpec],
+           evalset: EvalSet | None, cache: PixelCache) -> dict[Path, Feed]:
+    feeds = {}
+    for a in artifacts:
+        if a.contractless:
+            spec = ref_specs[a.path]
+            feeds[a.path] = Feed(spec, spec.random_input(), None)
+        else:
+            pre = pres[a.path]
+            feeds[a.path] = Feed(input_spec(pre), pre.model_input(_pixels(pre, evalset, cache)), len(pre.labels))
+    return feeds
+
+
 def _pixels(pre: Preprocessing, evalset: EvalSet | None, cache: PixelCache) -> np.ndarray:
     # Latency does not depend on image content for these CNNs; a real image is used when one is at hand.
     if evalset is not None:
         return cache.get(pre, evalset.paths[0])
     return np.random.default_rng(0).uniform(0.0, 255.0, (pre.input_size, pre.input_size, 3))
+
+
+def _input_text(evalset: EvalSet | None, artifacts: list[Artifact]) -> str:
+    parts = []
+    if any(not a.contractless for a in artifacts):
+        parts.append((f"first image of --data ({evalset.paths[0].name})" if evalset is not None
+                      else "synthetic pixels (seed 0)") + " through each artifact's preprocessing")
+    if any(a.contractless for a in artifacts):
+        parts.append("--reference files: random data of the model's own input shape and dtype (seed 0)")
+    return "; ".join(parts)
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -131,7 +180,7 @@ def _base_row(a: Artifact, threads: int | None) -> dict[str, Any]:
     return {"artifact": a.name, "path": str(a.path), "runtime": a.runtime, "precision": a.precision,
             "target": a.target, "threads": threads, "status": "ok", "size_bytes": a.size_bytes,
             "runtime_settings": None, "latency": None, "p50_ratio_to_torch": None, "memory": None,
-            "accuracy": None, "estimate": None}
+            "accuracy": None, "estimate": None, "reference": a.contractless}
 
 
 def _fail(row: dict[str, Any], message: str) -> None:
@@ -148,8 +197,12 @@ def run_benchmark(paths: Sequence[str | Path], *, runtimes: str | Sequence[str] 
                   out: str | Path | None = None, checkpoint: str | Path | None = None, memory: bool = True,
                   memory_runs: int = 10, profiles_file: str | Path | None = None,
                   android: AndroidOptions | None = None, plots: bool = True, progress: bool = True,
-                  command: list[str] | None = None) -> Results:
-    """Benchmark artifacts/export dirs; write results.{json,csv,md} and plots to ``out`` if given."""
+                  command: list[str] | None = None, references: Sequence[str | Path] = ()) -> Results:
+    """Benchmark artifacts/export dirs; write results.{json,csv,md} and plots to ``out`` if given.
+
+    ``references``: third-party .tflite/.onnx files without a preprocessing contract, raced beside the
+    artifacts for latency and memory only (accuracy None) on random input of the model's own shape and dtype.
+    """
     _check_settings(runs, min_seconds, warmup, max_seconds)
     rts = parse_runtimes(runtimes if runtimes is None or isinstance(runtimes, str) else list(runtimes))
     thread_list = parse_threads(threads)
@@ -161,11 +214,12 @@ def run_benchmark(paths: Sequence[str | Path], *, runtimes: str | Sequence[str] 
         cpus, warnings = choose_cpus(profile)
     if kind == "android" and android is None:
         raise InputError("--target android needs --benchmark-binary (the official benchmark_model for the phone)")
-    artifacts, ckpt = discover(list(paths), checkpoint, rts)
+    artifacts, ckpt = discover(list(paths), checkpoint, rts, list(references))
     if split is not None and split_file is None and ckpt is not None:
         split_file = _card_split_file(ckpt)
     evalset = load_eval_set(data, split, split_file, max_images) if data is not None else None
-    pres = {a.path: preprocessing_for(a) for a in artifacts if a.problem is None}
+    pres = {a.path: preprocessing_for(a) for a in artifacts if a.problem is None and not a.contractless}
+    artifacts, ref_specs = read_references(artifacts)
     machine = machine_info()
     torch_threads = _torch_threads()
     rows: list[dict[str, Any]] = []
@@ -178,8 +232,8 @@ def run_benchmark(paths: Sequence[str | Path], *, runtimes: str | Sequence[str] 
                 rows = _run_android(artifacts, pres, thread_list, runs, min_seconds, warmup, evalset, android, machine,
                                     out, progress)
             else:
-                rows = _run_host(artifacts, pres, thread_list, runs, min_seconds, warmup, max_seconds, evalset,
-                                 memory, memory_runs, progress, warnings)
+                rows = _run_host(artifacts, pres, ref_specs, thread_list, runs, min_seconds, warmup, max_seconds,
+                                 evalset, memory, memory_runs, progress, warnings)
     finally:
         _restore_torch_threads(torch_threads)
     _add_ratios(rows)
@@ -197,8 +251,7 @@ def run_benchmark(paths: Sequence[str | Path], *, runtimes: str | Sequence[str] 
                      "interleave": "round-robin across artifacts x threads, chunks of runs" if kind != "android"
                      else "benchmark_model per artifact, artifacts alternated per thread count",
                      "runtimes": list(rts), "memory": memory and kind != "android", "memory_runs": memory_runs,
-                     "input": (f"first image of --data ({evalset.paths[0].name})" if evalset is not None
-                               else "synthetic pixels (seed 0)") + " through each artifact's preprocessing",
+                     "input": _input_text(evalset, artifacts),
                      "android": android.to_json() if kind == "android" and android else None,
                      "warnings": warnings},
         "model": _complexity(ckpt),
@@ -206,6 +259,8 @@ def run_benchmark(paths: Sequence[str | Path], *, runtimes: str | Sequence[str] 
         "rows": rows,
         "failures": [f"{r['runtime']}: {r['artifact']} ({r['threads'] or '-'} threads): {r['status'][8:]}"
                      for r in rows if r["status"].startswith("failed")],
+        "notes": notes.int8_notes(rows, machine, kind),
+        "reference_ratios": notes.reference_ratios(rows),
     }
     schema.check(doc)
     results = Results(doc)
@@ -260,19 +315,19 @@ def _check_pinning() -> list[str]:
     return [f"{len(stray)} runtime thread(s) not pinned to CPUs {sorted(allowed)}"] if stray else []
 
 
-def _run_host(artifacts: list[Artifact], pres: dict[Path, Preprocessing], thread_list: list[int], runs: int,
-              min_seconds: float, warmup: int, max_seconds: float | None, evalset: EvalSet | None, memory: bool,
-              memory_runs: int, progress: bool, warnings: list[str]) -> list[dict[str, Any]]:
+def _run_host(artifacts: list[Artifact], pres: dict[Path, Preprocessing], ref_specs: dict[Path, InputSpec],
+              thread_list: list[int], runs: int, min_seconds: float, warmup: int, max_seconds: float | None,
+              evalset: EvalSet | None, memory: bool, memory_runs: int, progress: bool,
+              warnings: list[str]) -> list[dict[str, Any]]:
     cache = PixelCache()
     broken = [a for a in artifacts if a.problem is not None]
     artifacts = [a for a in artifacts if a.problem is None]
-    inputs = {a.path: pres[a.path].model_input(_pixels(pres[a.path], evalset, cache)) for a in artifacts}
+    feeds = _feeds(artifacts, pres, ref_specs, evalset, cache)
     cases: list[tuple[Artifact, Case]] = []
     for a in artifacts:
-        pre = pres[a.path]
+        f = feeds[a.path]
         for t in ([None] if a.runtime == "coreml" else thread_list):  # CoreML has no thread setting
-            runner = make_runner(a, t, input_spec(pre))
-            cases.append((a, Case(f"{a.name}@{t}", runner, inputs[a.path], len(pre.labels))))
+            cases.append((a, Case(f"{a.name}@{t}", make_runner(a, t, f.spec), f.x, f.num_classes)))
     with _progress(len(cases) * runs, "latency", progress) as bar:
         measure([c for _, c in cases], runs, min_seconds, warmup, max_seconds=max_seconds, on_progress=bar.update)
     warnings += _check_pinning()  # while every runtime's thread pool is alive
@@ -293,7 +348,7 @@ def _run_host(artifacts: list[Artifact], pres: dict[Path, Preprocessing], thread
         _accuracy(cases, rows, pres, evalset, cache, progress)
     del cases  # free the loaded models before the memory probes start
     if memory:
-        _memory(artifacts, pres, inputs, thread_list[0], rows, memory_runs, progress)
+        _memory(artifacts, feeds, thread_list[0], rows, memory_runs, progress)
     return _broken_rows(broken, thread_list) + rows
 
 
@@ -312,9 +367,9 @@ def _accuracy(cases: list[tuple[Artifact, Case]], rows: list[dict[str, Any]], pr
     """Accuracy once per artifact with its first working runner; the reference (first) sets agreement."""
     ref: tuple[np.ndarray, tuple[str, ...]] | None = None
     done: set[Path] = set()
-    with _progress(len({a.path for a, _ in cases}), "accuracy", progress) as bar:
+    with _progress(len({a.path for a, _ in cases if not a.contractless}), "accuracy", progress) as bar:
         for a, c in cases:
-            if a.path in done or not c.ok:
+            if a.path in done or not c.ok or a.contractless:  # no contract, no labels: nothing to score
                 continue
             done.add(a.path)
             pre = pres[a.path]
@@ -335,15 +390,15 @@ def _accuracy(cases: list[tuple[Artifact, Case]], rows: list[dict[str, Any]], pr
             bar.update(1)
 
 
-def _memory(artifacts: list[Artifact], pres: dict[Path, Preprocessing], inputs: dict[Path, np.ndarray], threads: int,
-            rows: list[dict[str, Any]], memory_runs: int, progress: bool) -> None:
+def _memory(artifacts: list[Artifact], feeds: dict[Path, Feed], threads: int, rows: list[dict[str, Any]],
+            memory_runs: int, progress: bool) -> None:
     with _progress(len(artifacts), "memory", progress) as bar:
         for a in artifacts:
             if a.runtime == "coreml" and sys.platform != "darwin":
                 result: dict[str, Any] = {"unsupported": "CoreML runs only on macOS"}
             else:
-                result = measure_memory(a, threads if a.runtime != "coreml" else None, input_spec(pres[a.path]),
-                                        inputs[a.path], runs=memory_runs)
+                f = feeds[a.path]
+                result = measure_memory(a, threads if a.runtime != "coreml" else None, f.spec, f.x, runs=memory_runs)
             bar.update(1)
             for r in rows:
                 if r["path"] != str(a.path) or r["status"].startswith(("unsupported", "skipped")):
@@ -391,7 +446,7 @@ def _run_android(artifacts: list[Artifact], pres: dict[Path, Preprocessing], thr
     if evalset is not None:
         # Numerics are judged on the host with the same .tflite (LiteRT CPU); phone GPU/NNAPI may differ.
         cache = PixelCache()
-        for a in tfl:
+        for a in [t for t in tfl if not t.contractless]:  # a --reference file has no contract to score with
             pre = pres[a.path]
             runner = make_runner(a, thread_list[0], input_spec(pre))
             try:
@@ -412,7 +467,8 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         lat = r["latency"]
         base = torch_p50.get(r["threads"])
-        if r["status"] == "ok" and lat and lat.get("p50_ms") is not None and base:
+        # A --reference file is another network: its ratio to our PyTorch model would compare unlike work.
+        if r["status"] == "ok" and lat and lat.get("p50_ms") is not None and base and not r["reference"]:
             r["p50_ratio_to_torch"] = lat["p50_ms"] / base
 
 

@@ -33,7 +33,7 @@ def csv_text(doc: dict[str, Any]) -> str:
     header = (["artifact", "runtime", "precision", "target", "threads", "status", "size_bytes", "path"]
               + [f"latency_{k}" for k in CSV_LATENCY] + ["p50_ratio_to_torch"]
               + [f"memory_{k}" for k in CSV_MEMORY] + [f"accuracy_{k}" for k in CSV_ACCURACY]
-              + [f"est_{k}" for k in CSV_ESTIMATE])
+              + [f"est_{k}" for k in CSV_ESTIMATE] + ["reference"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
@@ -42,7 +42,7 @@ def csv_text(doc: dict[str, Any]) -> str:
                     r["size_bytes"], r["path"]]
                    + [_get(r["latency"], k) for k in CSV_LATENCY] + [r["p50_ratio_to_torch"]]
                    + [_get(r["memory"], k) for k in CSV_MEMORY] + [_get(r["accuracy"], k) for k in CSV_ACCURACY]
-                   + [_get(r["estimate"], k) for k in CSV_ESTIMATE])
+                   + [_get(r["estimate"], k) for k in CSV_ESTIMATE] + [bool(r.get("reference"))])
     return buf.getvalue()
 
 
@@ -58,7 +58,7 @@ def markdown(doc: dict[str, Any]) -> str:
     """A table a person can paste into a README, with the context needed to read it."""
     m, s = doc["machine"], doc["settings"]
     lines = ["# ssdkd-bench results", ""]
-    cpu = f"{m.get('cpu_model') or 'unknown CPU'}, {m['logical_cpus']} logical CPUs"
+    cpu = f"{m.get('cpu_model') or 'unknown CPU'}, {m['logical_cpus']} logical CPUs{_isa(m)}"
     lines.append(f"- machine: {cpu}; process affinity {m['affinity']}; {m['platform']}")
     if s["target_kind"] == "profile":
         p = s["profile"]
@@ -96,8 +96,9 @@ def markdown(doc: dict[str, Any]) -> str:
         mean = (f"{lat['mean_ms']:.2f} ± {lat['std_ms']:.2f}" if lat.get("mean_ms") is not None
                 and lat.get("std_ms") is not None else "—")
         status = r["status"].replace("|", "/")
+        name = f"{r['artifact']} (reference)" if r.get("reference") else r["artifact"]
         lines.append(
-            f"| {r['artifact']} | {r['runtime']} | {r['precision']} | {r['threads'] if r['threads'] else '—'} | "
+            f"| {name} | {r['runtime']} | {r['precision']} | {r['threads'] if r['threads'] else '—'} | "
             f"{status} | {r['size_bytes'] / MB:.2f} | {_f(lat.get('init_ms'), '.1f')} | {_f(lat.get('first_ms'))} | "
             f"{_f(lat.get('p50_ms'))} | {_f(lat.get('p90_ms'))} | {_f(lat.get('p99_ms'))} | {mean} | "
             f"{_f(r['p50_ratio_to_torch'])} | {_f(mem.get('load_peak_delta_mb'), '.1f')} | "
@@ -110,11 +111,34 @@ def markdown(doc: dict[str, Any]) -> str:
                   "| artifact | threads | est. p50 ms | est. p90 ms |", "|---|---|---|---|"]
         lines += [f"| {r['artifact']} | {r['threads']} | {_f(r['estimate']['p50_ms'])} | "
                   f"{_f(r['estimate']['p90_ms'])} |" for r in est]
+    lines += _findings(doc)
     lines += ["", "p50 / torch: p50 latency divided by PyTorch eager fp32's at the same thread count (< 1 is faster). "
               "Memory: peak-RSS deltas in a fresh process per artifact, from after the runtime import to after "
               "loading (load Δ) and after loading + inference (peak Δ), measured at "
-              f"{_mem_threads(doc)} thread(s). agree: top-1 agreement with PyTorch fp32."]
+              f"{_mem_threads(doc)} thread(s). agree: top-1 agreement with PyTorch fp32."
+              + (" (reference): a --reference file without a preprocessing contract, fed random data of its own "
+                 "input shape and dtype: latency and memory only." if any(r.get("reference") for r in doc["rows"])
+                 else "")]
     return "\n".join(lines) + "\n"
+
+
+def _isa(machine: dict[str, Any]) -> str:
+    """The CPU features that decide int8 speed (absent from results written before they were recorded)."""
+    if machine.get("isa") is None:
+        return ""
+    isa = ", ".join(machine["isa"]) or "none of AVX2/AVX-512/VNNI/AMX (x86) or dotprod/i8mm (ARM)"
+    return f"; ISA {isa} (8-bit dot product: {'yes' if machine.get('int8_dot_product') else 'no'})"
+
+
+def _findings(doc: dict[str, Any]) -> list[str]:
+    """The run's one-line notes: int8 not faster than fp32 here (and why), ratios to --reference files."""
+    lines = []
+    if doc.get("notes"):
+        lines += ["", "**int8 vs fp32 on this host:**", ""] + [f"- {n['text']}" for n in doc["notes"]]
+    if doc.get("reference_ratios"):
+        lines += ["", "**Against --reference files** (p50 latency ratio at the same thread count; < 1: faster than "
+                  "the reference):", ""] + [f"- {r['text']}" for r in doc["reference_ratios"]]
+    return lines
 
 
 def _mem_threads(doc: dict[str, Any]) -> str:

@@ -31,21 +31,50 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 @dataclass(frozen=True)
 class InputSpec:
     """What the preprocessing contract promises about the model input (plain fields, so a memory probe can
-    use it without importing ``models``, which imports torch)."""
+    use it without importing ``models``, which imports torch).
 
-    layout: str  # NCHW or NHWC
-    input_size: int
+    A ``--reference`` file has no contract: its spec is read from the model itself (``read_model``), with
+    layout ``"model"`` and the full ``shape``, and it is fed random data of that shape and dtype.
+    """
+
+    layout: str  # NCHW, NHWC, or "model" (shape read from the model)
+    input_size: int | None
     dtype: str  # float32 / float16 / int8 / uint8
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    shape: tuple[int, ...] | None = None  # the full input shape, when it is not a square 3-channel image
 
     def to_json(self) -> dict[str, Any]:
         return {"layout": self.layout, "input_size": self.input_size, "dtype": self.dtype,
-                "mean": list(self.mean), "std": list(self.std)}
+                "mean": list(self.mean), "std": list(self.std), "shape": list(self.shape) if self.shape else None}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> InputSpec:
-        return cls(d["layout"], int(d["input_size"]), d["dtype"], tuple(d["mean"]), tuple(d["std"]))
+        size, shape = d["input_size"], d.get("shape")
+        return cls(d["layout"], int(size) if size is not None else None, d["dtype"], tuple(d["mean"]),
+                   tuple(d["std"]), tuple(shape) if shape else None)
+
+    @classmethod
+    def of_model(cls, shape: list[Any] | tuple[Any, ...], dtype: str) -> InputSpec:
+        """The model's own input; dynamic dimensions (None, -1, or a name) become 1: batch 1."""
+        return cls("model", None, dtype, shape=tuple(d if isinstance(d, int) and d > 0 else 1 for d in shape))
+
+    def random_input(self, seed: int = 0) -> np.ndarray:
+        """Random data of this shape and dtype: latency of these models does not depend on the values."""
+        rng = np.random.default_rng(seed)
+        shape = self.shape or _image_shape(self.layout, self.input_size or 0)
+        if self.dtype in ("int8", "uint8"):
+            info = np.iinfo(_NP_DTYPES[self.dtype])
+            return rng.integers(info.min, info.max, shape, endpoint=True).astype(_NP_DTYPES[self.dtype])
+        return rng.uniform(-1.0, 1.0, shape).astype(_NP_DTYPES.get(self.dtype, np.float32))
+
+
+def _image_shape(layout: str, size: int) -> tuple[int, ...]:
+    return (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
+
+
+# "Whatever the model declares": the spec a runner gets while ``read_model`` reads a contract-less file's input.
+MODEL_INPUT = InputSpec("model", None, "any")
 
 
 class RunnerError(Exception):
@@ -64,7 +93,8 @@ class Runner(ABC):
     def __init__(self, artifact: Artifact, threads: int | None, spec: InputSpec) -> None:
         self.artifact = artifact
         self.threads = threads
-        self.spec = spec  # checked against the model at load time
+        self.spec = spec  # checked against the model at load time (MODEL_INPUT: only read the model's input)
+        self.model_input: tuple[tuple[Any, ...], str] | None = None  # (shape, dtype) the model declares
 
     def import_runtime(self) -> None:  # noqa: B027 - optional hook, most runtimes need nothing here
         """Import the runtime's modules (separately from ``load`` so memory can tell import from load)."""
@@ -85,12 +115,14 @@ class Runner(ABC):
         return {"threads": self.threads}
 
     def expected_shape(self) -> tuple[int, ...]:
-        s = self.spec.input_size
-        return (1, 3, s, s) if self.spec.layout == "NCHW" else (1, s, s, 3)
+        return self.spec.shape or _image_shape(self.spec.layout, self.spec.input_size or 0)
 
     def check_input(self, shape: list[Any] | tuple[Any, ...], dtype: str) -> None:
         """Fail loudly when the sidecar and the model disagree: a silent transpose/cast would make every
         accuracy figure meaningless."""
+        self.model_input = (tuple(shape), dtype)
+        if self.spec == MODEL_INPUT:  # reading a contract-less model's input: nothing to check it against
+            return
         want = self.expected_shape()
         fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
         shape_ok = len(fixed) == len(want) and all(f is None or f == w for f, w in zip(fixed, want))
@@ -242,6 +274,47 @@ _RUNNERS: dict[str, type[Runner]] = {"torch": TorchRunner, "onnxruntime": OrtRun
 
 def make_runner(artifact: Artifact, threads: int | None, spec: InputSpec) -> Runner:
     return _RUNNERS[artifact.runtime](artifact, threads, spec)
+
+
+def read_model(artifact: Artifact) -> tuple[InputSpec, str]:
+    """A contract-less (``--reference``) .tflite/.onnx file's own input spec and its precision, read from the
+    model: loaded once by its runtime, so a file the runtime cannot load raises ``RunnerError`` here."""
+    runner = make_runner(artifact, 1, MODEL_INPUT)
+    runner.load()
+    assert runner.model_input is not None
+    shape, dtype = runner.model_input
+    if isinstance(runner, LiteRTRunner):
+        precision = _tflite_precision(dtype, runner.interp.get_tensor_details())
+    else:
+        precision = _onnx_precision(artifact.path, dtype)
+    return InputSpec.of_model(shape, dtype), precision
+
+
+def _tflite_precision(input_dtype: str, tensors: list[dict[str, Any]]) -> str:
+    """int8 for integer I/O, int8_fio for float I/O around 8-bit tensors (the export's naming), else by weights."""
+    kinds = {np.dtype(t["dtype"]).name for t in tensors}
+    if input_dtype in ("int8", "uint8"):
+        return "int8"
+    if kinds & {"int8", "uint8"}:
+        return "int8_fio"
+    return "fp16" if "float16" in kinds else "fp32"
+
+
+# ONNX ops that only appear in quantized graphs (QDQ format, QOperator format, integer ops).
+_ONNX_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def _onnx_precision(path: Path, input_dtype: str) -> str:
+    try:
+        import onnx  # installed with onnxruntime (the "onnx" extra)
+    except ImportError:
+        return "unknown"
+    graph = onnx.load(str(path), load_external_data=False).graph  # op types only: weights are not needed
+    ops = {n.op_type for n in graph.node}
+    if ops & _ONNX_INT8_OPS or any(op.startswith("QLinear") for op in ops):
+        return "int8"
+    fp16 = input_dtype == "float16" or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    return "fp16" if fp16 else "fp32"
 
 
 def runtime_versions() -> dict[str, str | None]:

@@ -34,16 +34,25 @@ LATENCY = {"init_ms": OPT_NUM, "first_ms": OPT_NUM, "warmup_mean_ms": OPT_NUM, "
 ACCURACY = {"n": int, "accuracy": NUM, "balanced_accuracy": NUM, "per_class_recall": dict,
             "agreement_with_torch": OPT_NUM, "softmax_mae_vs_torch": OPT_NUM}
 ESTIMATE = {"label": str, "factor": NUM, "basis": str, "p50_ms": OPT_NUM, "p90_ms": OPT_NUM, "mean_ms": OPT_NUM}
+# Optional (added in v1 without a bump; older files lack them): checked only when present.
+TOP_OPTIONAL = {"notes": list, "reference_ratios": list}
+MACHINE_OPTIONAL = {"isa": list, "int8_dot_product": bool, "int8_note": str}
+ROW_OPTIONAL = {"reference": bool}
+NOTE = {"kind": str, "artifact": str, "twin": str, "runtime": str, "threads": (int, type(None)), "p50_ms": NUM,
+        "twin_p50_ms": NUM, "reason": str, "text": str}
+REFERENCE_RATIO = {"artifact": str, "reference": str, "runtime": str, "precision": str, "threads": (int, type(None)),
+                   "p50_ratio": NUM, "text": str}
 STATUSES = ("ok", "failed", "unsupported", "skipped")
 
 
-def _check(obj: Any, spec: dict[str, Any], where: str, problems: list[str]) -> None:
+def _check(obj: Any, spec: dict[str, Any], where: str, problems: list[str], optional: bool = False) -> None:
     if not isinstance(obj, dict):
         problems.append(f"{where}: expected an object, got {type(obj).__name__}")
         return
     for key, types in spec.items():
         if key not in obj:
-            problems.append(f"{where}.{key}: missing")
+            if not optional:
+                problems.append(f"{where}.{key}: missing")
         elif isinstance(obj[key], bool) and bool not in (types if isinstance(types, tuple) else (types,)):
             problems.append(f"{where}.{key}: boolean where a number/string is expected")
         elif not isinstance(obj[key], types):
@@ -60,12 +69,17 @@ def validate(doc: Any) -> list[str]:
     if doc["schema"] != SCHEMA_NAME or doc["schema_version"] != SCHEMA_VERSION:
         problems.append(f"results: schema {doc['schema']!r} v{doc['schema_version']} is not "
                         f"{SCHEMA_NAME!r} v{SCHEMA_VERSION}")
+    _check(doc, TOP_OPTIONAL, "results", problems, optional=True)
     _check(doc["machine"], MACHINE, "machine", problems)
+    _check(doc["machine"], MACHINE_OPTIONAL, "machine", problems, optional=True)
     _check(doc["settings"], SETTINGS, "settings", problems)
+    _check_list(doc.get("notes"), NOTE, "notes", problems)
+    _check_list(doc.get("reference_ratios"), REFERENCE_RATIO, "reference_ratios", problems)
     runs = doc["settings"].get("runs", 0)
     for i, row in enumerate(doc["rows"]):
         where = f"rows[{i}]"
         _check(row, ROW, where, problems)
+        _check(row, ROW_OPTIONAL, where, problems, optional=True)
         if not isinstance(row, dict) or "status" not in row:
             continue
         kind = str(row["status"]).split(":", 1)[0]
@@ -90,6 +104,11 @@ def validate(doc: Any) -> list[str]:
     if len(failed) != len(doc["failures"]):
         problems.append(f"failures: {len(doc['failures'])} listed but {len(failed)} rows failed")
     return problems
+
+
+def _check_list(items: Any, spec: dict[str, Any], where: str, problems: list[str]) -> None:
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        _check(item, spec, f"{where}[{i}]", problems)
 
 
 def check(doc: Any) -> None:

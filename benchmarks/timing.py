@@ -31,7 +31,7 @@ class Case:
     key: str
     runner: Runner
     x: np.ndarray
-    num_classes: int
+    num_classes: int | None  # None: a --reference file, whose output has no labels to check against
     init_ms: float | None = None
     first_ms: float | None = None
     warmup_ms: list[float] = field(default_factory=list)
@@ -82,7 +82,7 @@ def prepare(case: Case, warmup: int) -> None:
         r.activate()
         out, case.first_ms = _timed(lambda: r.run(case.x))
         out = np.asarray(out)
-        if out.shape != (1, case.num_classes):
+        if case.num_classes is not None and out.shape != (1, case.num_classes):
             raise RunnerError(f"output shape {list(out.shape)}, expected [1, {case.num_classes}]")
         for _ in range(warmup):
             _, ms = _timed(lambda: r.run(case.x))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from export.calibration import ORIENTATION_COUNTS, ORIENTATIONS
 from export.formats import DEFAULT_TFLITE_ROUTE, FORMATS, TFLITE_ROUTES
+from export.onnx_export import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
 from models.errors import InputError
 
 EXIT_GATE, EXIT_INPUT = 1, 2
@@ -55,8 +56,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="litert: litert-torch + ai-edge-quantizer, int8 with a 16-bit head that outputs "
                         "probabilities (default, best int8 agreement measured, no TensorFlow); onnx2tf: ONNX -> "
                         "onnx2tf -> TF converter, all-int8 with int8 logits out")
-    p.add_argument("--onnx-activations", choices=("uint8", "int8"), default="uint8",
-                   help="ONNX int8 activation type (uint8 is the fast path on x86)")
+    p.add_argument("--onnx-int8", choices=tuple(ONNX_INT8_SCHEMES), default=DEFAULT_ONNX_INT8,
+                   help="ONNX int8 scheme: portable (default) has 7-bit weights and computes the same on every CPU; "
+                        "vnni has full 8-bit weights and is right only on x86 CPUs with VNNI and on ARM (without "
+                        "VNNI onnxruntime's 8-bit kernels saturate)")
     p.add_argument("--no-bias-correction", action="store_true",
                    help="quantize int8 straight from the float model (default: weights pre-rounded to the int8 "
                         "grid by GPTQ, with their output shift on the calibration images folded into the biases)")
@@ -87,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
             val_size=args.val_size, val_orientations=args.val_orientations, split=args.split,
             tflite_route=args.tflite_route,
-            onnx_activations=args.onnx_activations, bias_correction=not args.no_bias_correction,
+            onnx_int8=args.onnx_int8, bias_correction=not args.no_bias_correction,
             dynamic_batch=args.dynamic_batch, threads=args.threads,
             verbose=not args.quiet, quiet_converters=not args.verbose_converters,
         )

@@ -33,7 +33,7 @@ class Job:
     quiet: bool = True
     tflite_route: str = DEFAULT_TFLITE_ROUTE
     dynamic_batch: bool = False
-    onnx_activations: str = "uint8"
+    onnx_int8: str = "portable"  # a key of export.onnx_export.ONNX_INT8_SCHEMES
     bias_correction: bool = True
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -42,13 +42,14 @@ class Job:
             raise InputError(f"{what} needs calibration images: pass --calib ROOT")
         return self.calib
 
-    def int8_source(self) -> torch.nn.Module:
-        """The float model the ONNX and TFLite int8 artifacts are quantized from: the model itself when
-        ``bias_correction`` is off, else :func:`export.weight_rounding.int8_ready` (weights on the int8 grid,
-        biases corrected on the calibration images)."""
-        if "int8_source" not in self.cache:
+    def int8_source(self, qmax: int = 127) -> torch.nn.Module:
+        """The float model an int8 artifact whose weights have ``qmax`` steps a side is quantized from: the model
+        itself when ``bias_correction`` is off, else :func:`export.weight_rounding.int8_ready` (weights on that
+        grid, biases corrected on the calibration images). One per grid, shared by the artifacts that use it."""
+        key = f"int8_source/{qmax}"
+        if key not in self.cache:
             from export.weight_rounding import int8_ready
 
-            self.cache["int8_source"] = (int8_ready(self.model, self.need_calib("int8"), self.pre)
-                                         if self.bias_correction else self.model)
-        return self.cache["int8_source"]
+            self.cache[key] = (int8_ready(self.model, self.need_calib("int8"), self.pre, qmax=qmax)
+                               if self.bias_correction else self.model)
+        return self.cache[key]

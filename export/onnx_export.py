@@ -1,13 +1,25 @@
 """ONNX target: fp32 (legacy exporter, opset 17, simplified, checked) and onnxruntime static QDQ int8.
 
-The legacy TorchScript exporter is used because it can target opset 17 and takes 0.7 s; the dynamo exporter
-cannot go below opset 18 and takes ~8 s for the same graph (measured, see the toolchain notes).
+The legacy TorchScript exporter is used because it can target opset 17; the dynamo exporter cannot go below
+opset 18 and is an order of magnitude slower on these graphs.
+
+Which int8 scheme (:data:`ONNX_INT8_SCHEMES`) is a question of the CPU the file will meet, which the exporter cannot
+know. On x86, onnxruntime runs uint8 x int8 (u8s8) convolutions and matrix products either with VNNI's VPDPBUSD,
+which sums four u8*s8 products into 32 bits, or, on CPUs without VNNI (AVX2-only, most AVX-512 parts before
+Cascade Lake), with VPMADDUBSW, which adds *pairs* of u8*s8 products into a saturating 16-bit lane: two products
+of 255 * 127 overflow it and the result is silently clamped. Full 8-bit weights are therefore only right on VNNI
+(and on ARM, whose SDOT/UDOT have no such lane). With 7-bit weights (|w| <= 64 steps, onnxruntime's
+``reduce_range``) a pair stays within 2 * 255 * 64 = 32640 < 32767, so the same file computes the same integers on
+every CPU: that is the default. int8 activations (s8s8) do not help: onnxruntime rewrites them to u8s8 on x86.
+The weights are GPTQ-rounded for the grid the scheme uses (:func:`export.weight_rounding.int8_ready`), so the
+smaller grid costs little.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +29,44 @@ from export._util import quiet
 from export.calibration import ImageSet
 from export.context import Job
 from export.formats import ArtifactSpec
+from export.weight_rounding import INT8_QMAX
 from models.atomic import atomic_save
 from models.checkpoint import ModelCard
 from models.preprocessing import Preprocessing
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+@dataclass(frozen=True)
+class OnnxInt8Scheme:
+    """One way of quantizing the ONNX int8 file: uint8 activations, per-channel symmetric int8 weights with
+    ``weight_qmax`` steps a side (64 = onnxruntime's 7-bit ``reduce_range``, 127 = full int8)."""
+
+    name: str
+    weight_qmax: int
+    runs_right_on: str  # which CPUs compute it without saturation (recorded in the report and the metadata)
+
+    @property
+    def reduce_range(self) -> bool:
+        return self.weight_qmax < INT8_QMAX
+
+    def to_json(self) -> dict[str, object]:
+        return {"scheme": self.name, "activations": "uint8",
+                "weights": f"int8 per-channel, {self.weight_qmax} steps a side"
+                           + (" (7-bit, reduce_range)" if self.reduce_range else ""),
+                "runs_right_on": self.runs_right_on}
+
+
+ONNX_INT8_SCHEMES: dict[str, OnnxInt8Scheme] = {
+    s.name: s
+    for s in (
+        OnnxInt8Scheme("portable", 64, "every CPU: x86 with or without VNNI, ARM"),
+        OnnxInt8Scheme("vnni", INT8_QMAX, "x86 with VNNI (AVX512-VNNI or AVX-VNNI) and ARM only: on x86 without VNNI "
+                                          "onnxruntime's u8s8 kernels saturate and the outputs are wrong"),
+    )
+}
+DEFAULT_ONNX_INT8 = "portable"
 
 
 def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
@@ -32,10 +76,11 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
         if spec.precision == "fp32":
             export_onnx_fp32(job.model, job.pre, job.card, path, job.dynamic_batch)
         else:
+            scheme = ONNX_INT8_SCHEMES[job.onnx_int8]
             source = int8_float_source(job)
-            export_onnx_fp32(job.int8_source(), job.pre, job.card, source, job.dynamic_batch)
-            export_onnx_int8(source, job.need_calib("ONNX int8"), job.pre, path, job.onnx_activations,
-                             job.bias_correction)
+            export_onnx_fp32(job.int8_source(scheme.weight_qmax), job.pre, job.card, source, job.dynamic_batch)
+            export_onnx_int8(source, job.need_calib("ONNX int8"), job.pre, path, scheme=scheme,
+                             bias_corrected=job.bias_correction)
     return job.pre
 
 
@@ -111,21 +156,21 @@ class _Reader:
         self.i = 0
 
 
-def export_onnx_int8(fp32_path: Path, calib: ImageSet, pre: Preprocessing, path: Path,
-                     activation_type: str = "uint8", bias_corrected: bool = False) -> None:
-    """Static QDQ int8: per-channel int8 weights, MinMax-calibrated activations on real images.
+def export_onnx_int8(fp32_path: Path, calib: ImageSet, pre: Preprocessing, path: Path, *,
+                     scheme: OnnxInt8Scheme = ONNX_INT8_SCHEMES[DEFAULT_ONNX_INT8],
+                     bias_corrected: bool = False) -> None:
+    """Static QDQ int8: per-channel int8 weights on ``scheme``'s grid, uint8 activations MinMax-calibrated on real
+    images.
 
-    Activations default to uint8: 3.3 ms vs 5.8 ms for int8 activations at 224 px on this AVX-512-VNNI CPU
-    (fp32 7.3 ms), because ORT's u8s8 kernels are the fast path on x86. The node that writes the logits stays in
-    float: an 8-bit grid on the logits (~0.1 logit) turns near-ties between the top classes into exact ties, which
-    argmax settles by class index (zoo SSD-KD student: 97.1% agreement, 4.6% of images tied, -1.6 pt balanced
-    accuracy; with a float head 98.5%, no ties, -0.8 pt). It is one small matrix product on pooled features.
+    uint8 activations because u8s8 is onnxruntime's fast path on x86 (int8 activations are rewritten to it anyway).
+    The node that writes the logits stays in float: an 8-bit grid on the logits (~0.1 logit) turns near-ties between
+    the top classes into exact ties, which argmax settles by class index. It is one small matrix product on pooled
+    features.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    act = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[activation_type]
     reader = _Reader(calib, pre)
     CalibrationDataReader.register(_Reader)
     with tempfile.TemporaryDirectory(prefix="ssdkd-onnx-int8-") as tmp:
@@ -133,12 +178,12 @@ def export_onnx_int8(fp32_path: Path, calib: ImageSet, pre: Preprocessing, path:
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
         head = [n.name for n in onnx.load(str(prepped)).graph.node if OUTPUT_NAME in n.output]
         quantize_static(str(prepped), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=act, weight_type=QuantType.QInt8, nodes_to_exclude=head,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head,
+                        reduce_range=scheme.reduce_range,
                         extra_options={"CalibTensorRangeSymmetric": False})
         model = onnx.load(str(out))
     props = read_metadata(fp32_path)
-    props["quantization"] = json.dumps({"format": "QDQ", "weights": "int8 per-channel",
-                                        "activations": activation_type, "float_nodes": head,
+    props["quantization"] = json.dumps({"format": "QDQ", **scheme.to_json(), "float_nodes": head,
                                         "calibration_images": len(calib),
                                         "bias_correction": bias_corrected})
     _set_metadata(model, props)

@@ -23,6 +23,7 @@ from export.calibration import (
     read_split_images,
 )
 from export.context import Job
+from export.onnx_export import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
 from export.report import ArtifactRecord, ExportReport, Verification
 from export.verify import Gate, reference_logits, scores, verify_artifact
 from models.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
@@ -51,7 +52,7 @@ def export(
     val_orientations: int = ORIENTATIONS,
     split: str | Path | None = None,
     tflite_route: str = formats.DEFAULT_TFLITE_ROUTE,
-    onnx_activations: str = "uint8",
+    onnx_int8: str = DEFAULT_ONNX_INT8,
     bias_correction: bool = True,
     dynamic_batch: bool = False,
     calib_transform: PixelTransform | None = None,
@@ -76,7 +77,7 @@ def export(
             log.log("--android-demo ships the int8 TFLite model: enabling --int8")
             int8 = True
     formats.validate_flags(names, int8, fp16)
-    _check_numbers(calib_size, val_size, val_orientations, imgsz, threads, onnx_activations)
+    _check_numbers(calib_size, val_size, val_orientations, imgsz, threads, onnx_int8)
     preload_torch()
     with quiet(quiet_converters):  # importing TF/coremltools prints banners and "untested version" warnings
         formats.check_dependencies(names, tflite_route)
@@ -101,7 +102,8 @@ def export(
     specs = formats.plan(names, int8, fp16)
     settings = {
         "targets": names, "int8": int8, "fp16": fp16, "imgsz": pre.input_size, "tflite_route": tflite_route,
-        "onnx_activations": onnx_activations, "bias_correction": bias_correction, "dynamic_batch": dynamic_batch,
+        "onnx_int8": ONNX_INT8_SCHEMES[onnx_int8].to_json(), "bias_correction": bias_correction,
+        "dynamic_batch": dynamic_batch,
         "calib_size": calib_size, "val_size": val_size, "val_orientations": val_orientations,
         "calib": calib_set.describe() if calib_set else None,
         "val": val_set.describe() if val_set else None, "gate": gate.to_json(), "threads": threads,
@@ -112,7 +114,7 @@ def export(
 
     with tempfile.TemporaryDirectory(prefix="ssdkd-export-") as work:
         job = Job(model, card, pre, out, Path(work), calib_set, threads, quiet_converters, tflite_route,
-                  dynamic_batch, onnx_activations, bias_correction)
+                  dynamic_batch, onnx_int8, bias_correction)
         for spec in specs:
             report.artifacts.append(_build_one(log, job, spec, val_set, ref, reference, gate))
             report.write()  # after every artifact, so an interrupted run still leaves a truthful report
@@ -127,7 +129,7 @@ def export(
 
 
 def _check_numbers(calib_size: int, val_size: int | None, orientations: int, imgsz: int | None, threads: int,
-                   onnx_act: str) -> None:
+                   onnx_int8: str) -> None:
     if calib_size < MIN_CALIBRATION_IMAGES:
         raise InputError(f"--calib-size must be at least {MIN_CALIBRATION_IMAGES}, got {calib_size}")
     if val_size is not None and val_size < 1:
@@ -139,8 +141,8 @@ def _check_numbers(calib_size: int, val_size: int | None, orientations: int, img
         raise InputError(f"--imgsz must be between 32 and 1024, got {imgsz}")
     if threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
-    if onnx_act not in ("uint8", "int8"):
-        raise InputError(f"ONNX int8 activations must be uint8 or int8, got {onnx_act!r}")
+    if onnx_int8 not in ONNX_INT8_SCHEMES:
+        raise InputError(f"--onnx-int8 must be one of {', '.join(ONNX_INT8_SCHEMES)}, got {onnx_int8!r}")
 
 
 def _read_images(log: Stages, card, checkpoint: Path, pre, int8: bool, calib, calib_size: int, val, val_size,

@@ -2,7 +2,8 @@
 
 ``export_report.json`` (schema_version 1) is read by the benchmark harness; its keys are a contract:
 ``{"schema_version", "checkpoint", "card", "settings", "artifacts": [{"file", "target", "precision", "runtime",
-"preprocessing", "size_bytes", "export_seconds", "verification": {...}}], "reference": {...}}``.
+"preprocessing", "size_bytes", "export_seconds", "verification": {...}}], "reference": {...}, "host": {...}}``.
+``host`` is :func:`models.host.host_cpu` of the machine that verified the files: int8 outputs and speed depend on it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.atomic import atomic_write_json
+from models.host import host_cpu
 
 REPORT_FILE = "export_report.json"
 REPORT_SCHEMA_VERSION = 1
@@ -67,6 +69,7 @@ class ExportReport:
     settings: dict[str, Any]
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     reference: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=host_cpu)
 
     @property
     def failures(self) -> list[str]:
@@ -94,6 +97,7 @@ class ExportReport:
             "settings": self.settings,
             "artifacts": [a.to_json() for a in self.artifacts],
             "reference": self.reference,
+            "host": self.host,
         }
 
     def write(self) -> Path:
@@ -119,6 +123,11 @@ class ExportReport:
         val = self.settings.get("val")
         notes = ([f"  compared with PyTorch fp32 on {val['n_images']} {val['split']} images x "
                   f"{val.get('orientations', 1)} orientations"] if isinstance(val, dict) else [])
+        notes.append(f"  verified on {_describe_host(self.host)}")
+        scheme = self.settings.get("onnx_int8")
+        if isinstance(scheme, dict) and any(a.target == "onnx" and a.precision == "int8" for a in self.artifacts):
+            notes.append(f"  model_int8.onnx: {scheme['scheme']} scheme ({scheme['weights']}), computes right on "
+                         f"{scheme['runs_right_on']}")
         notes += [f"  {a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.reason]
         notes += [f"  {a.file}: most-drifting layers (SQNR vs the float model): "
                   + "; ".join(_layer(d) for d in a.verification.drift[:3])
@@ -131,6 +140,11 @@ class ExportReport:
         if data:
             cmd += ["--data", data]
         return shlex.join(cmd)
+
+
+def _describe_host(host: dict[str, Any]) -> str:
+    isa = ", ".join(host.get("isa") or []) or "none of the int8-relevant ISA extensions"
+    return f"{host.get('cpu_model') or 'unknown CPU'} ({host.get('machine')}: {isa})"
 
 
 def _bacc_change(v: Verification, reference: float | None) -> str:

@@ -16,10 +16,12 @@ Both steps use the same statistics of each conv/linear layer's input patches on 
   Empirical bias correction (Nagel et al., "Data-Free Quantization", ICCV 2019, section 4.2) adds it back into the
   bias. That is why the rounding minimises the centred ``C``, not ``E[x x^T]``: the mean part is corrected exactly.
 
-The weights land on exactly the grid the converters use (per output channel symmetric, ``max|w| / 127``, integers in
-[-127, 127]: TF Lite's and onnxruntime's per-channel int8 scheme). GPTQ keeps each channel's largest weight at
-+-127 steps so that the converters derive the same scale from the rounded weights, and their own weight quantization
-then reproduces these values and the correction survives conversion.
+The weights land on exactly the grid the converter uses (per output channel symmetric, ``max|w| / qmax``, integers
+in [-qmax, qmax]): ``qmax`` = 127 is TF Lite's and onnxruntime's per-channel int8 scheme, 64 onnxruntime's 7-bit
+``reduce_range`` scheme (the portable ONNX int8, see :mod:`export.onnx_export`). GPTQ keeps each channel's largest
+weight at +-qmax steps so that the converter derives the same scale from the rounded weights, and its own weight
+quantization then reproduces these values and the correction survives conversion. Rounding for one grid and letting
+the converter re-round to another would throw the compensation away, so the grid is a parameter.
 """
 
 from __future__ import annotations
@@ -34,23 +36,23 @@ from export.calibration import ImageSet
 from models.net import Classifier, fold_batchnorm
 from models.preprocessing import Preprocessing
 
-QMAX = 127
+INT8_QMAX = 127  # full int8 weights: [-127, 127]
 ROUNDINGS = ("gptq", "nearest")
 # GPTQ's dampening: a fraction of the mean input variance added to the diagonal of C, so that directions the
 # calibration images never excite (constant or dead input channels) cannot drive the compensation.
 DAMPING = 0.01
 
 
-def _grid_step(w: torch.Tensor) -> torch.Tensor:
-    """Per output channel (first dim) of ``w``, its int8 grid step ``max|w_c| / 127``, shaped to broadcast."""
-    step = w.abs().flatten(1).amax(1).clamp(min=torch.finfo(w.dtype).tiny) / QMAX
+def _grid_step(w: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Per output channel (first dim) of ``w``, its grid step ``max|w_c| / qmax``, shaped to broadcast."""
+    step = w.abs().flatten(1).amax(1).clamp(min=torch.finfo(w.dtype).tiny) / qmax
     return step.view(-1, *[1] * (w.ndim - 1))
 
 
-def round_to_int8_grid(w: torch.Tensor) -> torch.Tensor:
-    """``w`` (output channels first) rounded per output channel to ``k * max|w_c| / 127``, ``k`` in [-127, 127]."""
-    step = _grid_step(w)
-    return torch.round(w / step).clamp(-QMAX, QMAX) * step
+def round_to_int8_grid(w: torch.Tensor, qmax: int = INT8_QMAX) -> torch.Tensor:
+    """``w`` (output channels first) rounded per output channel to ``k * max|w_c| / qmax``, ``k`` in [-qmax, qmax]."""
+    step = _grid_step(w, qmax)
+    return torch.round(w / step).clamp(-qmax, qmax) * step
 
 
 def _patches(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -83,21 +85,21 @@ class _InputStats:
         return mu, self.outer / self.count - mu[:, :, None] * mu[:, None, :]
 
 
-def gptq(w: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``w`` (rows x K) rounded to the per-row int8 grid, columns in order, each row's rounding error compensated
-    on its later columns so as to minimise ``dw^T cov dw``. ``cov`` is ``(1, K, K)`` (shared by all rows) or
-    ``(rows, K, K)``. Each row's largest weight keeps its +-127 steps (so the grid step is recoverable from the
-    result) and every value stays within +-127 steps."""
+def gptq(w: torch.Tensor, cov: torch.Tensor, qmax: int = INT8_QMAX) -> torch.Tensor:
+    """``w`` (rows x K) rounded to the per-row grid of ``qmax`` steps, columns in order, each row's rounding error
+    compensated on its later columns so as to minimise ``dw^T cov dw``. ``cov`` is ``(1, K, K)`` (shared by all
+    rows) or ``(rows, K, K)``. Each row's largest weight keeps its +-qmax steps (so the grid step is recoverable
+    from the result) and every value stays within +-qmax steps."""
     rows, k = w.shape
     u = _inverse_cholesky(cov).expand(rows, k, k)
     w = w.double().clone()
-    step = _grid_step(w)[:, 0]
+    step = _grid_step(w, qmax)[:, 0]
     top = w.abs().argmax(1)
     top_sign = torch.sign(w[torch.arange(rows), top])
     q = torch.empty_like(w)
     for i in range(k):
-        steps = torch.round(w[:, i] / step).clamp(-QMAX, QMAX)
-        q[:, i] = torch.where(top == i, top_sign * QMAX, steps) * step
+        steps = torch.round(w[:, i] / step).clamp(-qmax, qmax)
+        q[:, i] = torch.where(top == i, top_sign * qmax, steps) * step
         err = (w[:, i] - q[:, i]) / u[:, i, i]
         w[:, i + 1:] -= err[:, None] * u[:, i, i + 1:]
     return q
@@ -128,12 +130,14 @@ def _inverse_cholesky(cov: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def int8_ready(model: Classifier, calib: ImageSet, pre: Preprocessing, rounding: str = "gptq",
-               batch_size: int = 16) -> Classifier:
-    """A copy of ``model`` with BatchNorm folded, every conv/linear weight on the int8 grid and its bias corrected.
+               batch_size: int = 16, *, qmax: int = INT8_QMAX) -> Classifier:
+    """A copy of ``model`` with BatchNorm folded, every conv/linear weight on the grid of ``qmax`` steps per side
+    and its bias corrected.
 
     ``calib`` are the calibration images (``pre`` gives their NCHW float layout); ``rounding`` is "gptq" or
-    "nearest". The returned model computes the same function as ``model`` up to int8 weight rounding, with each
-    layer's mean output on ``calib`` (given float inputs) unchanged. ``model`` itself is left untouched.
+    "nearest"; ``qmax`` is the converter's weight range (127 int8, 64 onnxruntime's 7-bit). The returned model
+    computes the same function as ``model`` up to weight rounding, with each layer's mean output on ``calib`` (given
+    float inputs) unchanged. ``model`` itself is left untouched.
     """
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
@@ -152,9 +156,9 @@ def int8_ready(model: Classifier, calib: ImageSet, pre: Preprocessing, rounding:
         w = m.weight.double().flatten(1)
         rows, groups = w.shape[0], mu.shape[0]
         if rounding == "gptq":
-            q = gptq(w, cov if groups == 1 else cov.repeat_interleave(rows // groups, 0))
+            q = gptq(w, cov if groups == 1 else cov.repeat_interleave(rows // groups, 0), qmax)
         else:
-            q = round_to_int8_grid(w)
+            q = round_to_int8_grid(w, qmax)
         # mean output shift per channel: (w - q) . mu of the channel's group
         shift = ((w - q) * mu.repeat_interleave(rows // groups, 0)).sum(1).float()
         m.weight.copy_(q.view_as(m.weight))

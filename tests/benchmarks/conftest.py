@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, SAMPLE
+from tests.conftest import IN_CI, SAMPLE, SHARED, require
 
 FAST = {"runs": 20, "min_seconds": 0.2, "warmup": 3}
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def google_int8_tflite() -> Path:
+    """Google's int8 MobileNetV2 (uint8 I/O, 224 px): a real third-party file for --reference."""
+    return require(SHARED / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.tflite", "Google's int8 MobileNetV2 .tflite")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from export.calibration import read_split_images
+from export.onnx_export import ONNX_INT8_SCHEMES
 from export.verify import reference_logits
 from export.weight_rounding import gptq, int8_ready, round_to_int8_grid
 from models import load_checkpoint
@@ -158,7 +159,9 @@ def _onnx_int8_weights(path: Path) -> list[np.ndarray]:
 @pytest.mark.slow
 def test_onnxruntime_keeps_the_pre_rounded_weights(exported, model_and_calib) -> None:
     model, pre, calib = model_and_calib
-    ready_convs = [m.weight.detach().numpy() for m in _layers(int8_ready(model, calib, pre))[:-1]]
+    scheme = ONNX_INT8_SCHEMES[exported.settings["onnx_int8"]["scheme"]]
+    ready = int8_ready(model, calib, pre, qmax=scheme.weight_qmax)  # the grid of the scheme the file was made with
+    ready_convs = [m.weight.detach().numpy() for m in _layers(ready)[:-1]]
     onnx_convs = _onnx_int8_weights(exported.out_dir / "model_int8.onnx")
     assert exported.settings["bias_correction"] is True and len(onnx_convs) == len(ready_convs)
     for want in ready_convs:  # graph order is not module order: each must have an exact twin in the QDQ model
@@ -190,3 +193,17 @@ def test_tflite_converter_keeps_the_pre_rounded_weights(exported, model_and_cali
         w = m.weight.detach().numpy()
         want = w.transpose(1, 2, 3, 0) if m.groups > 1 else w.transpose(0, 2, 3, 1)  # 1HWO / OHWI
         assert any(got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-7) for got in tfl)
+
+
+@pytest.mark.parametrize("qmax", [127, 64])
+def test_gptq_lands_on_the_grid_of_the_requested_width(qmax: int) -> None:
+    """The portable ONNX scheme has 7-bit weights (64 steps a side): GPTQ must round onto that grid itself, or
+    onnxruntime would re-round its result and throw the compensation away."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(16, 27, generator=gen, dtype=torch.float64)
+    x = torch.randn(400, 27, generator=gen, dtype=torch.float64)
+    q = gptq(w, (x.T @ x / len(x))[None], qmax)
+    steps = q / (w.abs().amax(1, keepdim=True) / qmax)
+    torch.testing.assert_close(steps, steps.round(), atol=1e-6, rtol=0)
+    assert (steps.round().abs().amax(1) == qmax).all()  # each row's largest keeps +-qmax, none beyond
+    torch.testing.assert_close(round_to_int8_grid(q, qmax), q)  # the converter's own rounding changes nothing
