@@ -31,14 +31,22 @@ def test_defaults_keep_the_official_recipe() -> None:
 
 
 @pytest.mark.parametrize("name", ["cpu_demo.yaml", "ham_zoo.yaml", "paper_isic2019.yaml"])
-def test_committed_configs_still_build_sgd_with_their_epoch_schedulers(name: str) -> None:
+def test_committed_configs_build_the_optimizer_and_schedule_they_name(name: str) -> None:
     cfg = load_config(REPO / "configs" / name)
     for o in (cfg.teacher_optim, cfg.ss_head_optim, cfg.student_optim):
         opt, sched = engine.make_optimizer([nn.Parameter(torch.zeros(1))], o, steps_per_epoch=7)
-        assert type(opt) is torch.optim.SGD and opt.param_groups[0]["momentum"] == o.momentum
+        assert type(opt) is {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[o.optimizer]
+        if o.optimizer == "sgd":
+            assert opt.param_groups[0]["momentum"] == o.momentum
         expected = {"plateau": torch.optim.lr_scheduler.ReduceLROnPlateau,
-                    "multistep": torch.optim.lr_scheduler.MultiStepLR}[o.scheduler]
+                    "multistep": torch.optim.lr_scheduler.MultiStepLR,
+                    "cosine": torch.optim.lr_scheduler.LambdaLR}[o.scheduler]
         assert type(sched.scheduler) is expected
+
+
+def test_the_paper_recipe_stays_sgd() -> None:
+    cfg = load_config(REPO / "configs" / "paper_isic2019.yaml")
+    assert {o.optimizer for o in (cfg.teacher_optim, cfg.ss_head_optim, cfg.student_optim)} == {"sgd"}
 
 
 def test_new_keys_parse() -> None:
