@@ -10,6 +10,7 @@ test still checks the portable file against PyTorch through the export gate.
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
@@ -21,7 +22,8 @@ import pytest
 
 from export import Gate, export
 from export.calibration import read_split_images
-from export.onnx_export import ONNX_INT8_SCHEMES
+from export.onnx_export import ONNX_INT8_SCHEMES, read_metadata
+from export.report import ExportReport
 from models import load_checkpoint
 from models.host import host_cpu
 from tests.conftest import IN_CI, REPO
@@ -63,26 +65,23 @@ def _run(prefix: list[str], x: Path, models: list[Path], tmp: Path, tag: str) ->
 
 
 @pytest.fixture(scope="module")
-def int8_files(tmp_path_factory, sample_root) -> dict[str, Path]:
+def reports(tmp_path_factory, sample_root) -> dict[str, ExportReport]:
     out = tmp_path_factory.mktemp("portability")
-    files = {}
-    for name in ONNX_INT8_SCHEMES:
-        report = export(ZOO_STUDENT, targets="onnx", int8=True, calib=sample_root, val=sample_root,
-                        out_dir=out / name, onnx_int8=name, val_orientations=1, gate=Gate(enabled=False),
-                        verbose=False)
-        files[name] = report.out_dir / "model_int8.onnx"
-    return files
+    return {name: export(ZOO_STUDENT, targets="onnx", int8=True, calib=sample_root, val=sample_root,
+                         out_dir=out / name, onnx_int8=name, val_orientations=1, gate=Gate(enabled=False),
+                         verbose=False)
+            for name in ONNX_INT8_SCHEMES}
 
 
 @pytest.mark.slow
-def test_portable_int8_onnx_is_bit_identical_without_vnni(int8_files, sample_root, tmp_path) -> None:
+def test_portable_int8_onnx_is_bit_identical_without_vnni(reports, sample_root, tmp_path) -> None:
     qemu = _qemu()
     model, card = load_checkpoint(ZOO_STUDENT)
     pre = card.preprocessing()
     val = read_split_images(sample_root, "val", card, ZOO_STUDENT, pre, N_IMAGES)
     x = tmp_path / "x.npy"
     np.save(x, val.model_input(pre))
-    models = [int8_files["portable"], int8_files["vnni"]]
+    models = [reports[name].out_dir / "model_int8.onnx" for name in ("portable", "vnni")]
     native = _run([], x, models, tmp_path, "native")
     emulated = _run([qemu, "-cpu", "Haswell"], x, models, tmp_path, "avx2")
     # The same integers on both paths: nothing saturates, so the outputs agree to the last bit.
@@ -94,14 +93,12 @@ def test_portable_int8_onnx_is_bit_identical_without_vnni(int8_files, sample_roo
 
 
 @pytest.mark.slow
-def test_the_int8_onnx_scheme_is_recorded(int8_files) -> None:
-    import json
-
-    from export.onnx_export import read_metadata
-
-    for name, path in int8_files.items():
-        q = json.loads(read_metadata(path)["quantization"])
+def test_the_int8_onnx_scheme_and_the_host_are_recorded(reports) -> None:
+    for name, report in reports.items():
+        q = json.loads(read_metadata(report.out_dir / "model_int8.onnx")["quantization"])
         assert q["scheme"] == name and q["runs_right_on"] == ONNX_INT8_SCHEMES[name].runs_right_on
-        report = json.loads((path.parent / "export_report.json").read_text())
-        assert report["settings"]["onnx_int8"]["scheme"] == name
-        assert set(report["host"]) >= {"cpu_model", "isa", "int8_dot_product"}
+        written = json.loads(report.path.read_text())
+        assert written["settings"]["onnx_int8"]["scheme"] == name
+        assert written["host"] == host_cpu() and "machine" in written["host"]
+        table = report.table()
+        assert f"verified on {host_cpu()['cpu_model']}" in table and ONNX_INT8_SCHEMES[name].runs_right_on in table
