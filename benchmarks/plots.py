@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from models.atomic import atomic_save
 
 MB = 1024 * 1024
 _COLORS = {"torch": "#7f7f7f", "onnxruntime": "#1f77b4", "litert": "#ff7f0e", "coreml": "#2ca02c"}
+_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 
 
 def _plt() -> Any:
@@ -50,7 +52,7 @@ def latency_plot(doc: dict[str, Any], path: Path) -> Path | None:
     ax.invert_yaxis()
     log = max(p + u for p, u in zip(p50, upper)) > 20 * min(p50)
     if log:  # one slow row (e.g. torch eager) would flatten every other bar on a linear axis
-        ax.set_xscale("log")
+        _log_axis(ax.xaxis, ax.set_xscale)
     ax.set_xlabel(f"latency ms (bar p50, whisker {whisker}){', log scale' if log else ''}")
     ax.set_title(f"Batch-1 latency — {doc['settings']['target']}")
     fig.tight_layout()
@@ -59,7 +61,11 @@ def latency_plot(doc: dict[str, Any], path: Path) -> Path | None:
 
 
 def pareto_plot(doc: dict[str, Any], path: Path) -> Path | None:
-    """Latency (p50, fewest threads) vs balanced accuracy; the frontier joins the undominated artifacts."""
+    """Latency (p50, fewest threads) vs balanced accuracy; the frontier joins the undominated artifacts.
+
+    Artifacts often crowd (fp32 in two runtimes at the same accuracy, int8 twins a few µs apart): each point gets a
+    number placed where it overlaps no other label or point, and the legend beside the axes names the artifacts.
+    """
     rows = [r for r in _ok(doc) if r.get("accuracy")]
     if not rows:
         return None
@@ -76,23 +82,97 @@ def pareto_plot(doc: dict[str, Any], path: Path) -> Path | None:
             frontier.append((x, y))
             top = y
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for i, (x, y, r) in enumerate(pts):
-        ax.scatter([x], [100 * y], color=_COLORS.get(r["runtime"], "#9467bd"), zorder=3)
-        # alternate label offsets: artifacts with equal accuracy (fp32 in two runtimes) would overprint
-        ax.annotate(r["artifact"], (x, 100 * y), textcoords="offset points", xytext=(5, 5 if i % 2 else -11),
-                    fontsize=8)
-    ax.scatter([f[0] for f in frontier], [100 * f[1] for f in frontier], s=160, facecolors="none",
-               edgecolors="black", zorder=2, label="Pareto frontier")
+    fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
+    handles = []
+    for i, (x, y, r) in enumerate(pts, 1):
+        h = ax.scatter([x], [100 * y], color=_COLORS.get(r["runtime"], "#9467bd"),
+                       marker=_MARKERS.get(r.get("precision"), "o"), s=36, zorder=3,
+                       label=f"{i}  {r['artifact']}: {x:.2f} ms, {100 * y:.1f} %")
+        handles.append(h)
+    ring = ax.scatter([f[0] for f in frontier], [100 * f[1] for f in frontier], s=160, facecolors="none",
+                      edgecolors="black", zorder=2, label="Pareto frontier")
     ax.step([f[0] for f in frontier], [100 * f[1] for f in frontier], where="post", color="black", lw=1, alpha=0.5)
-    ax.set_xlabel("p50 latency ms (fewest threads)")
+    log = max(p[0] for p in pts) > 5 * min(p[0] for p in pts)
+    if log:  # torch eager would squeeze the exported files together on a linear axis
+        _log_axis(ax.xaxis, ax.set_xscale)
+    ax.set_xlabel(f"p50 latency ms (fewest threads){', log scale' if log else ''}")
     ax.set_ylabel("balanced accuracy %")
     ax.set_title("Latency vs balanced accuracy")
-    ax.margins(0.15)  # room for the labels of points at the edges
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    ax.margins(0.12)  # room for the labels of points at the edges
+    on_frontier = {(x, y) for x, y in frontier}  # the ring around a frontier point is wider than the marker
+    place_labels(ax, [(x, 100 * y) for x, y, _ in pts], [str(i) for i in range(1, len(pts) + 1)],
+                 marker_px=[10.0 if (x, y) in on_frontier else 4.0 for x, y, _ in pts])
+    fig.legend(handles=[*handles, ring], loc="outside right upper", fontsize=8,
+               title="artifact (p50, balanced acc.)", title_fontsize=8)
     _save(plt, fig, path)
     return path
+
+
+# Label offsets in points around a marker, nearest first, tried at growing radius until one collides with nothing.
+_OFFSETS = [(5, 4), (5, -11), (-11, 4), (-11, -11), (7, -3), (-13, -3), (-3, 7), (-3, -14)]
+_RINGS = (1.0, 1.8, 2.8, 4.0)
+
+
+def place_labels(ax: Any, xy: list[tuple[float, float]], texts: list[str], fontsize: float = 8,
+                 marker_px: list[float] | None = None) -> list[Any]:
+    """Annotate data point ``xy[i]`` with ``texts[i]`` where the label overlaps no earlier label, no marker (a box of
+    half-size ``marker_px[i]`` pixels, default 4), sits nearer its own point than any other and stays inside the
+    axes (a small adjustText, without the dependency); a thin leader line joins a label moved away to its point.
+    Where nothing is free, the candidate with the least overlap wins.
+
+    Call after the axes' scales and limits are final. Returns the annotations.
+    """
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    fig.canvas.draw()  # final layout, scales and limits, and a renderer to measure text with
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    half = marker_px or [4.0] * len(xy)
+    centres = [(float(px), float(py)) for px, py in ax.transData.transform(xy)]
+    taken = [(px - h, py - h, px + h, py + h) for (px, py), h in zip(centres, half)]  # the markers
+    artists = []
+    for i, ((x, y), text) in enumerate(zip(xy, texts)):
+        a = ax.annotate(text, (x, y), xytext=_OFFSETS[0], textcoords="offset points", fontsize=fontsize, zorder=4,
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5", "shrinkA": 0, "shrinkB": 3})
+        best: tuple[float, tuple[float, float], tuple[float, float, float, float]] | None = None
+        for offset in [(dx * r, dy * r) for r in _RINGS for dx, dy in _OFFSETS]:
+            a.xyann = offset
+            a.update_positions(renderer)
+            bb = Text.get_window_extent(a, renderer)  # the text alone, not the leader line
+            box = (bb.x0, bb.y0, bb.x1, bb.y1)
+            cost = sum(_overlap(box, t) for t in taken)
+            if bb.x0 < frame.x0 or bb.x1 > frame.x1 or bb.y0 < frame.y0 or bb.y1 > frame.y1:
+                cost += bb.width * bb.height
+            cx, cy = (bb.x0 + bb.x1) / 2, (bb.y0 + bb.y1) / 2
+            own = math.dist((cx, cy), centres[i])
+            if any(math.dist((cx, cy), c) < own - 1.0 for j, c in enumerate(centres) if j != i):
+                cost += 0.5 * bb.width * bb.height  # it would read as another point's label
+            if best is None or cost < best[0]:
+                best = (cost, offset, box)
+            if cost == 0:
+                break
+        a.xyann = best[1]
+        taken.append(best[2])
+        artists.append(a)
+    return artists
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _log_axis(axis: Any, set_scale: Any) -> None:
+    """Log scale with plain-number ticks at 1-2-5 steps (matplotlib's default labels minor ticks as 3×10⁻¹,
+    which overprint when the range is short)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    set_scale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def size_memory_plot(doc: dict[str, Any], path: Path) -> Path | None:
@@ -107,15 +187,19 @@ def size_memory_plot(doc: dict[str, Any], path: Path) -> Path | None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.5), sharey=True)
     y = list(range(len(rows)))
     colors = [_COLORS.get(r["runtime"], "#9467bd") for r in rows]
-    a1.barh(y, [r["size_bytes"] / MB for r in rows], color=colors)
+    sizes = [r["size_bytes"] / MB for r in rows]
+    a1.barh(y, sizes, color=colors)
     a1.set_yticks(y, [r["artifact"] for r in rows])
     a1.invert_yaxis()
     a1.set_xlabel("size on disk MB")
     mem = [(r["memory"] or {}).get("overall_peak_delta_mb") for r in rows]
     a2.barh(y, [m or 0 for m in mem], color=colors)
-    for yi, m in zip(y, mem):
-        if m is None:
-            a2.annotate("n/a", (0, yi), va="center", fontsize=8)
+    # values at the bar ends (offset right of the bar, so they never sit on the axis or each other)
+    for ax, values in ((a1, sizes), (a2, mem)):
+        for yi, v in zip(y, values):
+            ax.annotate("n/a" if v is None else f"{v:.1f}", (v or 0, yi), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        ax.margins(x=0.12)
     a2.set_xlabel("peak RSS Δ MB (load + inference)")
     fig.suptitle("Size and peak memory")
     fig.tight_layout()

@@ -23,7 +23,7 @@ from models import load_checkpoint
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.image_size=48", "data.num_workers=0", "data.max_train_images=96", "seed=3",
         "teacher.arch=mobilenet_v2", "teacher.width=0.35", "teacher.weights=null",
-        "student.arch=mobilenet_v2", "student.width=0.35",
+        "student.arch=mobilenet_v2", "student.width=0.35", "student.weights=null",
         "teacher_optim.batch_size=16", "ss_head_optim.batch_size=16", "student_optim.batch_size=16",
         "teacher_optim.lr=0.02", "ss_head_optim.lr=0.02", "student_optim.lr=0.02", "runtime.threads=1"]
 
