@@ -30,7 +30,7 @@ def test_defaults_keep_the_official_recipe() -> None:
     assert cfg.student_optim.scheduler == "plateau" and cfg.data.augment == "official"
 
 
-@pytest.mark.parametrize("name", ["cpu_demo.yaml", "ham_zoo.yaml", "paper_isic2019.yaml"])
+@pytest.mark.parametrize("name", ["cpu_demo.yaml", "ham_zoo.yaml", "ham_zoo_v2.yaml", "paper_isic2019.yaml"])
 def test_committed_configs_build_the_optimizer_and_schedule_they_name(name: str) -> None:
     cfg = load_config(REPO / "configs" / name)
     for o in (cfg.teacher_optim, cfg.ss_head_optim, cfg.student_optim):
