@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 
 from models.errors import InputError
 from models.net import Classifier
+from models.pretrained import read_state_dict
 from models.registry import register_model
 
 _IMAGENET_ENUMS = {
@@ -37,12 +37,7 @@ def _torchvision(name: str, weights: str | Path | None, **kwargs) -> nn.Module:
 def load_backbone_state(model: nn.Module, path: str | Path) -> None:
     """Load a local state dict, keeping every backbone tensor and skipping only a classifier whose
     class count differs. Any other mismatch is an error: silently half-loaded weights are worse."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise InputError(f"{path}: not a loadable state dict ({type(e).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    state = read_state_dict(path)
     own = model.state_dict()
     kept, skipped = {}, []
     for k, v in state.items():

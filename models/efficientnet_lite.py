@@ -20,6 +20,7 @@ from torch import nn
 
 from models.errors import InputError
 from models.net import Classifier
+from models.pretrained import read_state_dict
 from models.registry import register_model
 
 # The TF lite models were trained on (pixel - 127) / 128 (MEAN_RGB = 127, STDDEV_RGB = 128 in the official
@@ -237,18 +238,6 @@ def imagenet_weights_path(name: str) -> Path:
     return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise InputError(f"{path}: not a loadable state dict ({type(e).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: not a state dict (a {type(state).__name__})")
-    return state
-
-
 def efficientnet_lite(name: str, num_classes: int, weights: str | Path | None = None) -> Classifier:
     """Build ``name`` (a key of :data:`VARIANTS`) with a ``num_classes`` head.
 
@@ -262,7 +251,7 @@ def efficientnet_lite(name: str, num_classes: int, weights: str | Path | None = 
     _init_weights(model)
     if weights is not None:
         path = imagenet_weights_path(name) if weights == "imagenet" else Path(weights)
-        load_lukemelas_state(model, name, _read_state(path), str(path))
+        load_lukemelas_state(model, name, read_state_dict(path), str(path))
     return model
 
 

@@ -1,4 +1,5 @@
-"""Fine-tuning from weights whose BatchNorm was folded into the convolutions.
+"""Reading local pretrained state dicts, and fine-tuning from weights whose BatchNorm was folded into the
+convolutions.
 
 The offline MobileNetV2 ImageNet state dict (dequantized from Google's int8 TFLite model) has every
 BatchNorm set to identity (weight 1, mean 0, var 1 - eps) with the conv bias moved into the BN bias.
@@ -10,9 +11,26 @@ input on real images so eval output is unchanged and train mode starts from the 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from models.errors import InputError
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local state dict (also one wrapped as ``{"state_dict": ...}``), loaded with ``weights_only=True``; a file
+    that is not one is a one-line :class:`InputError` naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+        raise InputError(f"{path}: not a loadable state dict ({type(e).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a state dict (a {type(state).__name__})")
+    return state
 
 
 def is_folded_batchnorm(model: nn.Module, atol: float = 1e-6) -> bool:

@@ -57,3 +57,16 @@ def _recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader) -> None:
     for m in bns:
         m.momentum = 0.1
     model.eval()
+
+
+def assert_folding_keeps_the_function(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """``fold_batchnorm(model)`` (``model`` in eval mode) computes the same features and logits, with no BatchNorm
+    left, and ``model`` itself keeps its BatchNorm."""
+    from models.net import fold_batchnorm
+
+    folded = fold_batchnorm(model)
+    with torch.no_grad():
+        for want, got in zip(model.forward_features(x), folded.forward_features(x), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

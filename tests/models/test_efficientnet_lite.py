@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from models import InputError, build_model, count_parameters, list_models
 from models.efficientnet_lite import conv_bn, imagenet_weights_path, lukemelas_key_map
-from models.net import fold_batchnorm
+from tests.helpers import assert_folding_keeps_the_function
 
 NAMES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 # Parameter counts with a 1000-class head, as the reference efficientnet_lite_pytorch 0.1.0 builds them.
@@ -82,12 +82,7 @@ def test_stride2_padding_is_tensorflow_same(kernel: int, side: int) -> None:
 
 def test_fold_batchnorm_keeps_the_function() -> None:
     model = build_model("efficientnet_lite0", 8, weights="imagenet").eval()  # real, non-trivial BN statistics
-    folded = fold_batchnorm(model)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        for want, got in zip(model.forward_features(x), folded.forward_features(x), strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert_folding_keeps_the_function(model, torch.randn(2, 3, 64, 64))
 
 
 def test_onnx_export_opset17_matches_torch(tmp_path) -> None:

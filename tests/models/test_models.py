@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 
 from distill.data import ImageDataset, load_labeled_images
 from models import InputError, ModelCard, build_model, list_models, load_checkpoint, read_checkpoint, save_checkpoint
-from models.net import fold_batchnorm
 from models.pretrained import is_folded_batchnorm, reestimate_folded_batchnorm
+from tests.helpers import assert_folding_keeps_the_function
 
 CASES = [("resnet18", {}, 512), ("resnet50", {}, 2048), ("mobilenet_v2", {}, 1280),
          ("mobilenet_v2", {"width": 0.5}, 1280), ("mobilenet_v2", {"width": 0.35}, 1280),
@@ -41,14 +41,7 @@ def test_fold_batchnorm_keeps_the_function_and_leaves_the_model_alone(name: str)
     with torch.no_grad():  # non-trivial running statistics, or folding would be nearly the identity
         for _ in range(3):
             model(torch.randn(8, 3, 64, 64) * 2 + 1)
-    model.eval()
-    folded = fold_batchnorm(model)
-    x = torch.randn(4, 3, 64, 64)
-    with torch.no_grad():
-        for want, got in zip(model.forward_features(x), folded.forward_features(x), strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert_folding_keeps_the_function(model.eval(), torch.randn(4, 3, 64, 64))
 
 
 def test_unknown_model_suggests_close_names() -> None:
