@@ -16,6 +16,7 @@ import torch
 
 from export.calibration import ImageSet
 from export.formats import DEFAULT_TFLITE_ROUTE
+from export.weight_rounding import INT8_QMAX, int8_ready
 from models.checkpoint import ModelCard
 from models.errors import InputError
 from models.preprocessing import Preprocessing
@@ -42,14 +43,12 @@ class Job:
             raise InputError(f"{what} needs calibration images: pass --calib ROOT")
         return self.calib
 
-    def int8_source(self, qmax: int = 127) -> torch.nn.Module:
+    def int8_source(self, qmax: int = INT8_QMAX) -> torch.nn.Module:
         """The float model an int8 artifact whose weights have ``qmax`` steps a side is quantized from: the model
         itself when ``bias_correction`` is off, else :func:`export.weight_rounding.int8_ready` (weights on that
         grid, biases corrected on the calibration images). One per grid, shared by the artifacts that use it."""
         key = f"int8_source/{qmax}"
         if key not in self.cache:
-            from export.weight_rounding import int8_ready
-
             self.cache[key] = (int8_ready(self.model, self.need_calib("int8"), self.pre, qmax=qmax)
                                if self.bias_correction else self.model)
         return self.cache[key]
