@@ -1,10 +1,11 @@
 # Two commands do all set-up: `make demo` and `make test`. Both create .venv on first use.
+# `make test-fast` is the inner loop: the same suite without the end-to-end tests marked slow (CI runs `make test`).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-zoo test lint clean-venv
+.PHONY: demo demo-zoo test test-fast test-tools lint clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,10 +22,16 @@ demo: $(STAMP)
 demo-zoo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.demo --zoo
 
-test: $(STAMP)
+# The tools the suite needs beyond the venv (both scripts are idempotent: nothing to do once present).
+test-tools: $(STAMP)
 	bash android_demo/tools/fetch_toolchain.sh
 	bash tools/install_test_tools.sh
+
+test: test-tools
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -ra
+
+test-fast: test-tools
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -ra -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

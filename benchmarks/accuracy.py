@@ -3,7 +3,8 @@
 Every artifact gets its input from its own ``preprocessing.json`` (``Preprocessing.pixels`` then
 ``model_input``, ``logits`` to dequantize), the exact contract the Android app implements, so a contract
 bug shows up here as lost accuracy rather than hiding behind a benchmark-only preprocessing path.
-Top-1 agreement and softmax MAE are against the PyTorch fp32 reference on the same images.
+Top-1 agreement and softmax MAE are against the PyTorch fp32 reference on the same images, both at T = 1; the
+expected calibration error is given at T = 1 and at the sidecar's temperature (what the app shows).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.runners import Runner
+from models.calibration import assess
 from models.errors import InputError
 from models.preprocessing import Preprocessing
 
@@ -41,6 +43,7 @@ def load_eval_set(root: str | Path, split: str | None = None, split_file: str | 
     sees every class.
     """
     from distill.data import load_labeled_images, load_split
+    from distill.data.check import require_readable_images
 
     ds = load_labeled_images(root)
     records = ds.records
@@ -57,6 +60,7 @@ def load_eval_set(root: str | Path, split: str | None = None, split_file: str | 
             raise InputError(f"--max-images must be >= 1, got {max_images}")
         step = len(records) / max_images
         records = [records[int(i * step)] for i in range(max_images)]
+    require_readable_images(records, root, progress=False)  # bad data is a one-line error before any timing
     return EvalSet(Path(root), tuple(r.path for r in records), tuple(ds.classes[r.label] for r in records), split)
 
 
@@ -74,9 +78,10 @@ class PixelCache:
 
 
 def predict(runner: Runner, pre: Preprocessing, evalset: EvalSet, cache: PixelCache) -> np.ndarray:
-    """Class probabilities (N x C) of one loaded runner over the evaluation set, batch 1 as on the phone."""
+    """Class probabilities (N x C) at T = 1 of one loaded runner over the evaluation set, batch 1 as on the phone."""
     runner.activate()
-    out = [pre.probabilities(np.asarray(runner.run(pre.model_input(cache.get(pre, p)))))[0] for p in evalset.paths]
+    out = [pre.probabilities(np.asarray(runner.run(pre.model_input(cache.get(pre, p)))), calibrated=False)[0]
+           for p in evalset.paths]
     return np.stack(out)
 
 
@@ -89,10 +94,12 @@ def label_indices(evalset: EvalSet, labels: tuple[str, ...], source: str) -> np.
 
 
 def metrics(probs: np.ndarray, evalset: EvalSet, labels: tuple[str, ...], source: str,
-            ref_probs: np.ndarray | None = None, ref_labels: tuple[str, ...] | None = None) -> dict[str, Any]:
+            ref_probs: np.ndarray | None = None, ref_labels: tuple[str, ...] | None = None, *,
+            temperature: float = 1.0) -> dict[str, Any]:
     """accuracy, balanced accuracy (mean recall over classes present), per-class recall, agreement with
-    the reference (top-1 by label name, so label order may differ) and softmax MAE; ``probs`` and ``ref_probs``
-    are class probabilities (:func:`predict`)."""
+    the reference (top-1 by label name, so label order may differ), softmax MAE, and the calibration at T = 1 and at
+    ``temperature`` with its reliability bins; ``probs`` and ``ref_probs`` are class probabilities at T = 1
+    (:func:`predict`)."""
     y = label_indices(evalset, labels, source)
     pred = probs.argmax(axis=1)
     recalls: dict[str, float | None] = {}
@@ -104,7 +111,8 @@ def metrics(probs: np.ndarray, evalset: EvalSet, labels: tuple[str, ...], source
     present = [r for r in recalls.values() if r is not None]
     out: dict[str, Any] = {"n": int(len(y)), "accuracy": float((pred == y).mean()),
                            "balanced_accuracy": float(np.mean(present)), "per_class_recall": recalls,
-                           "per_class_n": counts, "agreement_with_torch": None, "softmax_mae_vs_torch": None}
+                           "per_class_n": counts, "agreement_with_torch": None, "softmax_mae_vs_torch": None,
+                           "calibration": assess(probs, y, temperature, kind="probabilities").to_json(diagrams=True)}
     if ref_probs is not None and ref_labels is not None:
         if set(ref_labels) != set(labels):
             raise InputError(f"{source}: labels {labels} differ from the PyTorch reference's {ref_labels}")

@@ -96,13 +96,27 @@ def find_sidecar(path: Path) -> Path:
     (the Android assets layout)."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     # <full name>.preprocessing.json first: model_fp32.onnx and model_fp32.tflite share a stem.
+    others = []
     for cand in (path.parent / f"{path.name}.preprocessing.json", path.parent / f"{stem}.preprocessing.json",
                  path.parent / "preprocessing.json"):
         if cand.is_file():
-            return cand
+            if not _describes_another(cand, path):
+                return cand
+            others.append(cand.name)
+    skipped = f"; {', '.join(others)} describes another file beside it" if others else ""
     raise InputError(f"{path}: no preprocessing sidecar found (looked for {stem}.preprocessing.json and "
-                     f"preprocessing.json beside it); the benchmark needs the export's preprocessing contract "
-                     f"(a third-party file: pass it as --reference for latency and memory only)")
+                     f"preprocessing.json beside it{skipped}); the benchmark needs the export's preprocessing "
+                     f"contract (a third-party file: pass it as --reference for latency and memory only)")
+
+
+def _describes_another(sidecar: Path, path: Path) -> bool:
+    """A sidecar whose ``model_file`` names another artifact that sits beside it is that artifact's contract (two
+    exports into one dir with a shared stem), not ``path``'s. A renamed copy (``model_file`` absent) is not."""
+    try:
+        named = json.loads(sidecar.read_text()).get("model_file")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(named) and named != path.name and (sidecar.parent / str(named)).exists()
 
 
 def _precision_from_name(name: str) -> str:

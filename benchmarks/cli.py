@@ -1,16 +1,18 @@
 """ssdkd-bench: latency, peak memory and accuracy of every exported artifact (thin CLI over benchmarks.harness).
 
-Exit codes: 0 all rows ok (or unsupported/skipped), 1 a runtime failed (named on stderr), 2 bad input.
+Exit codes: 0 all rows ok (or unsupported/skipped), 1 a runtime failed (named on stderr), 2 bad input, 130 Ctrl-C,
+143 SIGTERM (temporary files removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
-from models.errors import InputError
+from models.errors import InputError, run_cli, warn
 
 EPILOG = """examples:
   ssdkd-bench runs/export                                   # every artifact + PyTorch fp32, host, 1 thread
@@ -70,11 +72,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
-        return _main(args, sys.argv if argv is None else ["ssdkd-bench", *argv])
-    except InputError as e:
-        print(f"ssdkd-bench: {e}", file=sys.stderr)
-        return 2
+    command = sys.argv if argv is None else ["ssdkd-bench", *argv]
+    return run_cli(lambda: _main(args, command), prog="ssdkd-bench", error_prefix="ssdkd-bench: ")
 
 
 def _main(args: argparse.Namespace, command: list[str]) -> int:
@@ -89,7 +88,12 @@ def _main(args: argparse.Namespace, command: list[str]) -> int:
     old = load_results(args.compare) if args.compare else None  # fail on a bad --compare before the long run
 
     from benchmarks.android import AndroidOptions
-    from benchmarks.harness import run_benchmark
+    from benchmarks.harness import parse_threads, run_benchmark
+
+    most = max(parse_threads(args.threads))
+    if args.target == "host" and most > (os.cpu_count() or 1):  # a profile or a phone sets its own threads
+        warn(f"--threads {most} is more than this machine's {os.cpu_count()} CPUs: the extra threads only compete "
+             f"for the same cores, and the latency measures that")
 
     android = None
     if args.target == "android":

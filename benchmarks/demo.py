@@ -71,7 +71,8 @@ def _distill(run: Path, data: Path, epochs: int | None) -> Path:
     from distill.cli import main as distill_main
 
     teacher = ZOO / "teacher.pt"
-    common = ["--config", str(CONFIG), "--data", str(data), *_absolute_weights(CONFIG)]
+    # --overwrite: each demo run retrains into the same run dirs
+    common = ["--config", str(CONFIG), "--data", str(data), "--overwrite", *_absolute_weights(CONFIG)]
     if not teacher.is_file():  # a checkout without the zoo still demos: train a small teacher first
         print("zoo teacher not found: training a teacher on the sample first")
         rc = distill_main(["teacher", *common, "--out", str(run / "teacher")])

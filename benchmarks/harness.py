@@ -383,7 +383,8 @@ def _accuracy(cases: list[tuple[Artifact, Case]], rows: list[dict[str, Any]], pr
                 continue
             if a.is_reference:
                 ref = (probs, tuple(pre.labels))
-            acc = metrics(probs, evalset, tuple(pre.labels), a.name, *(ref if ref else (None, None)))
+            acc = metrics(probs, evalset, tuple(pre.labels), a.name, *(ref if ref else (None, None)),
+                          temperature=pre.temperature)
             for r in rows:
                 if r["path"] == str(a.path):
                     r["accuracy"] = acc
@@ -451,7 +452,8 @@ def _run_android(artifacts: list[Artifact], pres: dict[Path, Preprocessing], thr
             runner = make_runner(a, thread_list[0], input_spec(pre))
             try:
                 runner.load()
-                acc = metrics(predict(runner, pre, evalset, cache), evalset, tuple(pre.labels), a.name)
+                acc = metrics(predict(runner, pre, evalset, cache), evalset, tuple(pre.labels), a.name,
+                              temperature=pre.temperature)
             except Exception as e:  # noqa: BLE001
                 for t in thread_list:
                     _fail(by_key[(a.path, t)], f"host accuracy: {type(e).__name__}: {str(e)[:200]}")

@@ -12,7 +12,7 @@ its own figure:
 - ``overall_peak_delta_mb``: peak RSS over load + inference minus RSS after the import.
 
 Peaks are per phase: on Linux the kernel's high-water mark (VmHWM) is reset between phases by writing
-``5`` to ``/proc/self/clear_refs``; otherwise a transient during import (torch's peaks ~270 MB above
+``5`` to ``/proc/self/clear_refs``; otherwise a transient during import (torch's peaks hundreds of MB above
 its steady RSS) would hide everything after it. Where that reset is unavailable the process-lifetime
 ``ru_maxrss`` is used and ``peak_method`` says so.
 

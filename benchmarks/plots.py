@@ -207,6 +207,28 @@ def size_memory_plot(doc: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def reliability_plot(doc: dict[str, Any], path: Path) -> Path | None:
+    """Reliability diagrams of every artifact scored for accuracy: at T = 1 and, when any contract has a fitted
+    temperature, at each artifact's own T."""
+    from distill.plots import plot_reliability
+    from models.calibration import Calibration
+
+    seen: dict[str, Calibration] = {}
+    for r in doc["rows"]:
+        cal = (r.get("accuracy") or {}).get("calibration")
+        if cal and r["artifact"] not in seen:
+            seen[r["artifact"]] = Calibration.from_json(cal)
+    if not seen:
+        return None
+    panels = [("T = 1", [(name, c.before) for name, c in seen.items()])]
+    if any(c.temperature != 1.0 for c in seen.values()):
+        panels.append(("at each artifact's temperature T",
+                       [(f"{name}, T {c.temperature:.2f}", c.after) for name, c in seen.items()]))
+    data = doc.get("data") or {}
+    split = f", {data['split']} split" if data.get("split") else ""
+    return plot_reliability(panels, path, f"Calibration on {data.get('images', '?')} labelled images{split}")
+
+
 def _save(plt: Any, fig: Any, path: Path) -> None:
     try:
         atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
@@ -216,5 +238,5 @@ def _save(plt: Any, fig: Any, path: Path) -> None:
 
 def make_plots(doc: dict[str, Any], out: Path) -> list[Path]:
     made = [latency_plot(doc, out / "latency.png"), pareto_plot(doc, out / "pareto.png"),
-            size_memory_plot(doc, out / "size_memory.png")]
+            size_memory_plot(doc, out / "size_memory.png"), reliability_plot(doc, out / "reliability.png")]
     return [p for p in made if p is not None]

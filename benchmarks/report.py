@@ -18,6 +18,7 @@ CSV_LATENCY = ("init_ms", "first_ms", "warmup_mean_ms", "n", "mean_ms", "std_ms"
 CSV_MEMORY = ("threads", "load_peak_delta_mb", "overall_peak_delta_mb", "load_rss_delta_mb", "process_peak_mb")
 CSV_ACCURACY = ("n", "accuracy", "balanced_accuracy", "agreement_with_torch", "softmax_mae_vs_torch")
 CSV_ESTIMATE = ("factor", "p50_ms", "p90_ms", "mean_ms")
+CSV_CALIBRATION = ("temperature", "ece_before", "ece_after")
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, str, Any]:
@@ -33,7 +34,7 @@ def csv_text(doc: dict[str, Any]) -> str:
     header = (["artifact", "runtime", "precision", "target", "threads", "status", "size_bytes", "path"]
               + [f"latency_{k}" for k in CSV_LATENCY] + ["p50_ratio_to_torch"]
               + [f"memory_{k}" for k in CSV_MEMORY] + [f"accuracy_{k}" for k in CSV_ACCURACY]
-              + [f"est_{k}" for k in CSV_ESTIMATE] + ["reference"])
+              + [f"calibration_{k}" for k in CSV_CALIBRATION] + [f"est_{k}" for k in CSV_ESTIMATE] + ["reference"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
@@ -42,6 +43,7 @@ def csv_text(doc: dict[str, Any]) -> str:
                     r["size_bytes"], r["path"]]
                    + [_get(r["latency"], k) for k in CSV_LATENCY] + [r["p50_ratio_to_torch"]]
                    + [_get(r["memory"], k) for k in CSV_MEMORY] + [_get(r["accuracy"], k) for k in CSV_ACCURACY]
+                   + [_get(_get(r["accuracy"], "calibration"), k) for k in CSV_CALIBRATION]
                    + [_get(r["estimate"], k) for k in CSV_ESTIMATE] + [bool(r.get("reference"))])
     return buf.getvalue()
 
@@ -90,7 +92,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- warning: {w}")
     lines += ["", "| artifact | runtime | precision | threads | status | size MB | init ms | first ms | p50 ms | "
               "p90 ms | p99 ms | mean ± std ms | p50 / torch | load Δ MB | peak Δ MB | acc % | bal. acc % | "
-              "agree % |", "|" + "---|" * 18]
+              "agree % | ECE T=1 → T |", "|" + "---|" * 19]
     for r in doc["rows"]:
         lat, mem, acc = r["latency"] or {}, r["memory"] or {}, r["accuracy"] or {}
         mean = (f"{lat['mean_ms']:.2f} ± {lat['std_ms']:.2f}" if lat.get("mean_ms") is not None
@@ -103,7 +105,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_f(lat.get('p50_ms'))} | {_f(lat.get('p90_ms'))} | {_f(lat.get('p99_ms'))} | {mean} | "
             f"{_f(r['p50_ratio_to_torch'])} | {_f(mem.get('load_peak_delta_mb'), '.1f')} | "
             f"{_f(mem.get('overall_peak_delta_mb'), '.1f')} | {_pct(acc.get('accuracy'))} | "
-            f"{_pct(acc.get('balanced_accuracy'))} | {_pct(acc.get('agreement_with_torch'))} |")
+            f"{_pct(acc.get('balanced_accuracy'))} | {_pct(acc.get('agreement_with_torch'))} | "
+            f"{_calibration(acc.get('calibration'))} |")
     est = [r for r in doc["rows"] if r.get("estimate")]
     if est:
         e0 = est[0]["estimate"]
@@ -115,11 +118,20 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", "p50 / torch: p50 latency divided by PyTorch eager fp32's at the same thread count (< 1 is faster). "
               "Memory: peak-RSS deltas in a fresh process per artifact, from after the runtime import to after "
               "loading (load Δ) and after loading + inference (peak Δ), measured at "
-              f"{_mem_threads(doc)} thread(s). agree: top-1 agreement with PyTorch fp32."
+              f"{_mem_threads(doc)} thread(s). agree: top-1 agreement with PyTorch fp32. ECE: expected calibration "
+              "error (15 bins of top-1 probability) at T = 1 and at the temperature T in the artifact's "
+              "preprocessing.json (the probabilities the app shows; argmax and accuracy are the same at any T); "
+              "reliability diagram: reliability.png."
               + (" (reference): a --reference file without a preprocessing contract, fed random data of its own "
                  "input shape and dtype: latency and memory only." if any(r.get("reference") for r in doc["rows"])
                  else "")]
     return "\n".join(lines) + "\n"
+
+
+def _calibration(cal: dict[str, Any] | None) -> str:
+    if not cal:
+        return "—"
+    return f"{cal['ece_before']:.3f} → {cal['ece_after']:.3f} (T {cal['temperature']:.2f})"
 
 
 def _isa(machine: dict[str, Any]) -> str:

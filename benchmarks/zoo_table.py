@@ -2,8 +2,8 @@
 
     python -m benchmarks.zoo_table --runs runs/zoo --data ../shared/data/ham10000-isic2019
 
-For each of teacher / scratch / kd / rkd / d-kd / ssd-kd: test-split accuracy, balanced accuracy and macro AUC
-(``test_metrics.json`` from ``ssdkd-distill evaluate``), parameters and MACs, then an int8 TFLite export
+For each of teacher / scratch / kd / rkd / d-kd / ssd-kd: test-split accuracy, balanced accuracy, macro AUC and
+calibration (``test_metrics.json`` from ``ssdkd-distill evaluate``), parameters and MACs, then an int8 TFLite export
 (calibrated on the train split, verified on val in every orientation; both the int8-I/O and the float-I/O file)
 and its 1-thread LiteRT latency on this machine.
 Writes ``models/zoo/RESULTS.md`` + ``results.json`` and replaces the README block between the zoo markers.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -30,6 +31,14 @@ BEGIN, END = "<!-- zoo-table:begin -->", "<!-- zoo-table:end -->"
 CALIB_IMAGES = 600
 
 
+def repo_relative(path: str | Path) -> str:
+    """``path`` (absolute, or relative to the working directory) relative to the repo root, in posix form.
+
+    results.json is committed: an absolute path would name the directories of the machine that measured it.
+    """
+    return Path(os.path.relpath(Path(path).resolve(), REPO)).as_posix()
+
+
 def _int8_fidelity(report: ExportReport, file: str) -> dict:
     """One int8 file against PyTorch fp32 on the val rows (images x orientations)."""
     v = report.artifact(file).verification
@@ -42,16 +51,21 @@ def measure(run: Path, data: Path, runs: int) -> dict:
     ckpt = run / "best.pt"
     model, card = load_checkpoint(ckpt)
     test = json.loads((run / "test_metrics.json").read_text())
+    if "calibration" not in test:  # written before evaluate reported calibration
+        from distill.stages import evaluate_checkpoint
+
+        test = evaluate_checkpoint(ckpt, data, "test")
     report = export(ckpt, targets="tflite", int8=True, calib=data, val=data, out_dir=run / "export_int8",
                     calib_size=CALIB_IMAGES, val_size=None, verbose=False)
     bench = run_benchmark([run / "export_int8" / "model_int8.tflite"], runtimes="tflite", threads=(1,), runs=runs,
                           min_seconds=2.0, warmup=10, memory=False, plots=False, progress=False)
     return {"arch": f"{card.arch}-{card.width}", "input_size": card.input_size, "method": card.training.get("method"),
             "test": {k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc")},
+            "calibration": test["calibration"],
             "params": count_parameters(model), "macs": count_macs(model, card.input_size),
             "int8_tflite_bytes": report.artifact("model_int8.tflite").size_bytes,
             "int8_p50_ms_1thread": bench.rows[0]["latency"]["p50_ms"],
-            "val": report.settings["val"],
+            "val": {**report.settings["val"], "root": repo_relative(report.settings["val"]["root"])},
             "int8": _int8_fidelity(report, "model_int8.tflite"),
             "int8_float_io": _int8_fidelity(report, "model_int8_fio.tflite")}
 
@@ -62,18 +76,28 @@ def _fidelity(f: dict) -> str:
             f"{f['bacc_change_pt']:+.1f} pt bacc [{ci[0]:+.1f}, {ci[1]:+.1f}] ({f['gate']})")
 
 
+def _calibration(cal: dict | None) -> str:
+    """``T: ECE at T = 1 -> at T`` on the test split; rows measured before calibration existed have neither."""
+    if cal is None:
+        return "1 (none fitted): —"
+    if not cal["fitted"]:
+        return f"1 (none fitted): {cal['ece_before']:.3f}"
+    return f"{cal['temperature']:.2f}: {cal['ece_before']:.3f} → {cal['ece_after']:.3f}"
+
+
 def render(results: dict) -> str:
-    lines = ["| model | arch @ px | test acc % | test bal. acc % | macro AUC | params | MACs | int8 TFLite | "
-             "int8 p50, 1 thread | int8 vs fp32 (val) | float-I/O int8 vs fp32 (val) | "
+    lines = ["| model | arch @ px | test acc % | test bal. acc % | macro AUC | T: test ECE at T=1 → T | params | "
+             "MACs | int8 TFLite | int8 p50, 1 thread | int8 vs fp32 (val) | float-I/O int8 vs fp32 (val) | "
              "paper acc % (ISIC 2019, 224 px) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, label in ROWS:
         r = results["rows"].get(key)
         if r is None:
             continue
         t = r["test"]
         lines.append(f"| {label} | {r['arch']} @ {r['input_size']} | {100 * t['accuracy']:.1f} | "
-                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | {r['params'] / 1e6:.2f} M | "
+                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | "
+                     f"{_calibration(r.get('calibration'))} | {r['params'] / 1e6:.2f} M | "
                      f"{r['macs'] / 1e6:.0f} M | {r['int8_tflite_bytes'] / 1e6:.2f} MB | "
                      f"{r['int8_p50_ms_1thread']:.2f} ms | {_fidelity(r['int8'])} | {_fidelity(r['int8_float_io'])} | "
                      f"{PAPER.get(key, '—')} |")
@@ -90,7 +114,10 @@ def render(results: dict) -> str:
               "right-angle turns); the gate is agreement >= 97 % and balanced accuracy within 1 pt: "
               f"{passed} of {2 * len(results['rows'])} files pass. tied: rows whose int8 top probability is shared "
               "by two classes; mean L1 Δp: mean over rows of the summed |Δ probability|; [ ]: 95 % interval of the "
-              "balanced-accuracy change from a paired bootstrap of the val lesions within each class."]
+              "balanced-accuracy change from a paired bootstrap of the val lesions within each class. T: the softmax "
+              "temperature fitted on the val split (`ssdkd-distill calibrate`; 1 = none fitted, as for checkpoints "
+              "trained before calibration existed; it changes no prediction); test ECE: expected calibration error "
+              "(15 bins of top-1 probability) of the test-split probabilities at T = 1 and at T."]
     return "\n".join(lines)
 
 

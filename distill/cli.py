@@ -1,4 +1,5 @@
-"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate (a thin layer over distill.stages)."""
+"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | calibrate (a thin layer over
+distill.stages)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 
 from distill.config import METHODS, load_config
-from models.errors import InputError
+from models.errors import run_cli
 
 ABLATIONS = {  # switch -> config override (turns one SSD-KD term off)
     "no_ce": "loss.ssd_kd.ce=0", "no_kd": "loss.ssd_kd.kd=0", "no_rot": "loss.ssd_kd.rot=0",
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set student_optim.epochs=5 (repeatable)")
         s.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+        s.add_argument("--overwrite", action="store_true",
+                       help="start again in a run dir that already holds a run (without it, that is an error)")
         if name != "teacher":
             s.add_argument("--teacher", help="teacher checkpoint (best.pt or its run dir)")
         if name == "student":
@@ -51,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=("train", "val", "test"))
     e.add_argument("--split-file", help="default: the split.json beside the checkpoint")
     e.add_argument("--out", help="write the metrics JSON here")
+
+    k = sub.add_parser("calibrate", help="fit a softmax temperature on the val split of a trained checkpoint "
+                       "(no retraining) and write it into the checkpoint's model card",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    k.add_argument("checkpoint")
+    k.add_argument("--data", required=True, help="dataset root the checkpoint's split file refers to")
+    k.add_argument("--split-file", help="default: the split.json beside the checkpoint")
+    k.add_argument("--out", help="write the calibrated checkpoint here (default: replace CHECKPOINT atomically); "
+                   "reliability.png goes beside it")
     return p
 
 
@@ -75,34 +87,39 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
         return 0 if report.ok else 1
     if args.command == "evaluate":
-        from distill.stages import evaluate_checkpoint
+        from distill.stages import describe_calibration, evaluate_checkpoint
 
         m = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.split_file, args.out)
         print(f"{args.split}: n={m['n']} accuracy {m['accuracy']:.4f}  balanced accuracy "
               f"{m['balanced_accuracy']:.4f}  macro AUC {m['macro_auc']:.4f}")
+        print(f"{args.split}: {describe_calibration(m['calibration'])}" if m["calibration"]["fitted"] else
+              f"{args.split}: ECE {m['calibration']['ece_before']:.3f} ({m['calibration']['bins']} bins); the "
+              "checkpoint has no fitted temperature, so T = 1 (fit one with `ssdkd-distill calibrate`)")
+        return 0
+    if args.command == "calibrate":
+        from distill.stages import calibrate_checkpoint, describe_calibration
+
+        record = calibrate_checkpoint(args.checkpoint, args.data, args.split_file, args.out)
+        print(f"{record['split']}: n={record['n']} {describe_calibration(record)} -> {args.out or args.checkpoint}")
         return 0
     from distill import stages
 
     cfg = _config(args)
+    run_dir = {"resume": args.resume, "overwrite": args.overwrite}
     if args.command == "teacher":
-        stages.train_teacher(cfg, args.out, resume=args.resume)
+        stages.train_teacher(cfg, args.out, **run_dir)
     elif args.command == "ss-head":
-        stages.train_ss_head(cfg, args.out, resume=args.resume)
+        stages.train_ss_head(cfg, args.out, **run_dir)
     else:
-        stages.train_student(cfg, args.out, resume=args.resume, ss_head=args.ss_head)
+        stages.train_student(cfg, args.out, ss_head=args.ss_head, **run_dir)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except InputError as e:
-        print(f"ssdkd-distill: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ssdkd-distill: interrupted; resume with --resume", file=sys.stderr)
-        return 130
+    training = args.command in ("teacher", "ss-head", "student")
+    return run_cli(lambda: run(args), prog="ssdkd-distill", error_prefix="ssdkd-distill: error: ",
+                   resume_hint="; resume with --resume" if training else "")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The resolved config is saved beside every run as ``config.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -112,8 +113,9 @@ class Config:
         _check_choice("data.augment", self.data.augment, tuple(AUGMENTATIONS))
         for name in ("teacher_optim", "ss_head_optim", "student_optim"):
             o: OptimConfig = getattr(self, name)
-            if o.epochs < 1 or o.batch_size < 2 or o.lr <= 0 or o.weight_decay < 0:
-                raise InputError(f"{name}: epochs >= 1, batch_size >= 2, lr > 0 and weight_decay >= 0 required")
+            for key, (ok, wanted) in _OPTIM_BOUNDS.items():
+                if not ok(getattr(o, key)):
+                    raise InputError(f"{name}.{key} must be {wanted}, got {getattr(o, key)!r}")
             for key, allowed in _OPTIM_CHOICES.items():
                 _check_choice(f"{name}.{key}", getattr(o, key), allowed)
             if not 0 <= o.warmup_epochs <= o.epochs:
@@ -127,6 +129,11 @@ class Config:
 
 
 _OPTIM_CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+_OPTIM_BOUNDS: dict[str, tuple[typing.Callable[[float], bool], str]] = {  # key -> (test, what it must be)
+    "epochs": (lambda v: v >= 1, ">= 1"), "batch_size": (lambda v: v >= 2, ">= 2"),
+    "lr": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "weight_decay": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+}
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

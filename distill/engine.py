@@ -31,7 +31,8 @@ from distill.distributed import DistInfo, all_mean, barrier, params_in_sync
 from distill.malloc import keep_freed_memory
 from distill.teacher_runtime import OnnxTeacher, resolve_teacher_runtime
 from models.atomic import atomic_save, atomic_write_text
-from models.errors import InputError
+from models.checkpoint import load_tensors, state_dict_problem
+from models.errors import InputError, warn, worker_errors
 
 
 class TrainingDiverged(InputError):
@@ -73,8 +74,8 @@ def place_task(task: nn.Module, device: torch.device, rt: RuntimeConfig) -> None
     """Move ``task`` and its frozen teacher to ``device``, channels_last when enabled; on CPU, tune the allocator
     and (``rt.teacher_runtime``) run the frozen teacher through onnxruntime.
 
-    channels_last pays on CPU as well as CUDA (oneDNN's NHWC kernels; measured on 2 cores at 112 px: MobileNetV2-0.5
-    train step 1.6x, frozen MobileNetV2 teacher forward 1.6x faster).
+    channels_last pays on CPU as well as CUDA: oneDNN's NHWC kernels avoid the layout reorders that its NCHW path
+    inserts around every convolution.
     """
     teacher_runtime = resolve_teacher_runtime(rt.teacher_runtime, device)
     if device.type == "cpu" and rt.keep_freed_memory:
@@ -205,12 +206,14 @@ def fit(
     num_workers: int = 0,
     resume: bool = False,
     desc: str = "train",
+    on_start: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train ``task`` (``forward(x, y) -> {term: loss, "total": loss}``).
 
     ``evaluate(task, loader, device)`` returns at least ``{"val_loss": float}`` (lower is better, used for
     the scheduler, early stopping and best selection); ``save_best(task, val_metrics, epoch)`` writes the
-    best checkpoint. Only rank 0 writes files.
+    best checkpoint. Only rank 0 writes files. ``on_start()`` runs once everything, ``last.pt`` included, has
+    been checked, just before the first epoch: the caller's first writes into ``run_dir`` go there.
     """
     place_task(task, device, runtime)
     params = [p for p in task.parameters() if p.requires_grad]
@@ -220,14 +223,15 @@ def fit(
     last = run_dir / "last.pt"
     start_epoch, best_loss, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        task.load_state_dict(state["task"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        state = _load_resume_state(last, task, opt, sched)
         start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_val_loss"], state["best_epoch"]
         bad_epochs, history = state["bad_epochs"], _read_history(run_dir / "history.csv")[: start_epoch]
         if dist.is_main:
             print(f"resuming {desc} from epoch {start_epoch} (best val loss {best_loss:.4f} at epoch {best_epoch})")
+    elif resume and dist.is_main:
+        warn(f"--resume: {last} not found, so {desc} starts from the first epoch")
+    if on_start is not None:
+        on_start()
     model = DistributedDataParallel(task) if dist.enabled else task
     stopped_early = False
     epoch = start_epoch - 1
@@ -239,11 +243,13 @@ def fit(
         seed_everything(epoch_seed)
         loader = _train_loader(train_set, optim.batch_size, epoch_seed, dist, num_workers, epoch)
         t0 = time.perf_counter()
-        terms = _train_epoch(model, loader, opt, sched, device, runtime, dist, f"{desc} {epoch + 1}/{optim.epochs}")
+        with worker_errors():
+            terms = _train_epoch(model, loader, opt, sched, device, runtime, dist,
+                                 f"{desc} {epoch + 1}/{optim.epochs}")
         train_seconds = time.perf_counter() - t0
         val_loader = DataLoader(val_set, batch_size=optim.batch_size, shuffle=False, num_workers=num_workers)
         task.eval()
-        with torch.no_grad(), autocast(device, runtime):
+        with torch.no_grad(), autocast(device, runtime), worker_errors():
             val = evaluate(task, val_loader, device)
         val_loss = val["val_loss"]
         if not math.isfinite(val_loss):
@@ -275,6 +281,28 @@ def fit(
         barrier(dist)
     sync = params_in_sync(task, dist) if dist.enabled else None
     return FitResult(best_epoch + 1, best_loss, epoch + 1, stopped_early, history, sync)
+
+
+RESUME_KEYS = ("task", "optimizer", "scheduler", "epoch", "best_val_loss", "best_epoch", "bad_epochs")
+
+
+def _load_resume_state(last: Path, task: nn.Module, opt: torch.optim.Optimizer, sched: LRSchedule) -> dict:
+    """``last.pt`` loaded into ``task``, ``opt`` and ``sched``. A file that is corrupt, refused (pickled objects) or
+    written by another run (other model, optimizer or schedule) is a one-line error, raised before anything is
+    written."""
+    state = load_tensors(last, "a training state to resume")
+    missing = [k for k in RESUME_KEYS if k not in state] if isinstance(state, dict) else list(RESUME_KEYS)
+    if missing:
+        raise InputError(f"{last}: not a training state to resume (missing {', '.join(missing)})")
+    try:
+        task.load_state_dict(state["task"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{last}: written by a run with another model, optimizer or schedule "
+                         f"({state_dict_problem(e)}); resume with that run's config, or pass --overwrite to start "
+                         f"again") from None
+    return state
 
 
 def _train_loader(ds: Dataset, batch_size: int, seed: int, dist: DistInfo, num_workers: int,

@@ -30,6 +30,6 @@ def similarity_logits(head_rot: torch.Tensor, head_orig: torch.Tensor) -> torch.
 
     Entry ``(j, b)`` = cos(head_rot[j], head_orig[b]); the correct column for row j is ``j // 3``.
     Same value as the official ``F.cosine_similarity`` over broadcast ``3B x B x d`` pairs (each norm clamped at
-    1e-8), as one matrix product of the normalised rows: that never materialises ``3B x B x d`` (~25 ms a step).
+    1e-8), as one matrix product of the normalised rows: that never materialises the ``3B x B x d`` pairs.
     """
     return F.normalize(head_rot, dim=-1, eps=1e-8) @ F.normalize(head_orig, dim=-1, eps=1e-8).t()

@@ -1,4 +1,4 @@
-"""PNG figures of a run: confusion matrix and learning curves (matplotlib, headless)."""
+"""PNG figures of a run: confusion matrix, learning curves and reliability diagrams (matplotlib, headless)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.atomic import atomic_save  # noqa: E402
+from models.calibration import Reliability  # noqa: E402
 
 
 def plot_confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -47,6 +48,34 @@ def plot_learning_curves(history: list[dict], path: str | Path, title: str = "")
     b.set_ylim(0, 1)
     b.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_reliability(panels: Sequence[tuple[str, Sequence[tuple[str, Reliability]]]], path: str | Path,
+                     title: str = "") -> Path:
+    """Reliability diagrams, one panel per ``(panel title, [(curve label, Reliability), ...])``: per confidence bin,
+    accuracy against mean top-1 probability (on the diagonal: probabilities that mean what they say), and below it
+    the share of images in each bin (a bin holding few images says little)."""
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.4 * len(panels), 6.4), squeeze=False, sharex=True,
+                             gridspec_kw={"height_ratios": [3, 1]})
+    for (name, curves), top, bottom in zip(panels, axes[0], axes[1]):
+        top.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfectly calibrated")
+        for label, r in curves:
+            full = [i for i, c in enumerate(r.count) if c]
+            line, = top.plot([r.confidence[i] for i in full], [r.accuracy[i] for i in full], marker="o", ms=4,
+                             label=f"{label} (ECE {r.ece:.3f})")
+            bottom.stairs(np.asarray(r.count) / max(r.n, 1), r.edges, color=line.get_color())
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.set_title(name, fontsize=10)
+        top.legend(loc="upper left", fontsize=8)
+        bottom.set_xlabel(f"confidence: top-1 probability ({curves[0][1].bins} bins)" if curves else "confidence")
+        bottom.set_ylabel("share of images")
+        bottom.set_ylim(bottom=0)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -1,7 +1,9 @@
 """The three stages the CLI runs -- ``teacher``, ``ss-head``, ``student`` -- plus ``evaluate``.
 
 Each stage writes into its run dir: ``config.yaml`` (resolved), ``split.json``, ``history.csv``,
-``last.pt`` (resume), ``best.pt`` (model card inside), ``metrics.json`` and PNG figures.
+``last.pt`` (resume), ``best.pt`` (model card inside), ``metrics.json`` and PNG figures. A classifier stage ends by
+fitting a softmax temperature on the val split (``calibrate``): into ``best.pt``'s card, ``metrics.json`` and
+``reliability.png``.
 """
 
 from __future__ import annotations
@@ -18,24 +20,29 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from distill.config import Config, ModelConfig, dump_config, to_dict
+from distill.config import Config, ModelConfig, OptimConfig, dump_config, to_dict
 from distill.data import ImageDataset, LabeledImages, load_labeled_images, load_split, resolve_split, save_split
+from distill.data.check import require_readable_images
 from distill.data.split import Split
 from distill.distributed import DistInfo, init_distributed
 from distill.engine import FitResult, fit, resolve_device, seed_everything
 from distill.heads import SSHead
 from distill.losses import class_weights_from_counts, weighted_cross_entropy
 from distill.metrics import classification_metrics
-from distill.plots import plot_confusion, plot_learning_curves
+from distill.plots import plot_confusion, plot_learning_curves, plot_reliability
 from distill.tasks import DistillTask, SSHeadTask, SupervisedTask
-from models import ModelCard, build_model, load_checkpoint, save_checkpoint
-from models.atomic import atomic_save, atomic_write_json, atomic_write_text, ensure_writable_dir
-from models.errors import InputError
+from models import ModelCard, build_model, calibration, load_checkpoint, save_checkpoint
+from models.atomic import atomic_save, atomic_write_json, atomic_write_text, check_writable_dir, ensure_writable_dir
+from models.checkpoint import load_tensors, replace_card, state_dict_problem
+from models.errors import InputError, warn
 from models.net import Classifier
 from models.pretrained import is_folded_batchnorm, reestimate_folded_batchnorm
 
 LICENCE_NOTE = ("Weights trained on CC BY-NC 4.0 data (HAM10000 / ISIC Archive): non-commercial use only. "
                 "Research use; not a medical device.")
+# What a stage leaves in its run dir about a trained model: a dir holding any of them holds a run, which a new run
+# replaces only when asked (--overwrite; --resume continues it).
+RUN_RECORD = ("best.pt", "last.pt", "ss_head.pt", "metrics.json", "history.csv")
 
 
 @dataclass
@@ -47,9 +54,9 @@ class StageData:
     class_weights: torch.Tensor
 
 
-def prepare_data(cfg: Config, run_dir: Path, model_cfg: ModelConfig, dist: DistInfo,
-                 split_file: str | Path | None = None) -> StageData:
-    """Read the dataset, resolve the split (reuse ``split_file``/``data.split_file``, else make one) and save it."""
+def prepare_data(cfg: Config, model_cfg: ModelConfig, split_file: str | Path | None = None) -> StageData:
+    """Read the dataset and resolve the split (reuse ``split_file``/``data.split_file``, else make one); the run
+    saves it when it starts (:func:`_recorder`)."""
     if cfg.data.root is None:
         raise InputError("no dataset: pass --data ROOT (ISIC 2019 layout or class folders)")
     ds = load_labeled_images(cfg.data.root, include_unk=cfg.data.include_unk)
@@ -57,8 +64,6 @@ def prepare_data(cfg: Config, run_dir: Path, model_cfg: ModelConfig, dist: DistI
     if given is not None and not Path(given).is_file():
         raise InputError(f"{given}: split file not found")
     split = resolve_split(ds, given, cfg.data.split_seed, cfg.data.val_frac, cfg.data.test_frac)
-    if dist.is_main:
-        save_split(run_dir / "split.json", split, ds)
     train_records = ds.subset(split.train)
     if cfg.data.max_train_images and len(train_records) > cfg.data.max_train_images:
         rng = np.random.default_rng(cfg.data.split_seed)
@@ -104,14 +109,20 @@ def make_card(cfg: Config, mc: ModelConfig, data: StageData, stage: str, metrics
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels over a loader (model in eval mode)."""
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels over a loader (model in eval mode)."""
     model.eval()
-    probs, ys = [], []
+    logits, ys = [], []
     for x, y in loader:
-        probs.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
+        logits.append(model(x.to(device)).float().cpu())
         ys.append(y)
-    return torch.cat(probs).numpy(), torch.cat(ys).numpy()
+    return torch.cat(logits).numpy(), torch.cat(ys).numpy()
+
+
+def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (T = 1) and labels over a loader (model in eval mode)."""
+    logits, ys = predict_logits(model, loader, device)
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy(), ys
 
 
 def classifier_evaluator(class_weights: torch.Tensor, labels: list[str]):
@@ -129,19 +140,56 @@ def classifier_evaluator(class_weights: torch.Tensor, labels: list[str]):
     return evaluate
 
 
-def _setup(cfg: Config, out: str | Path) -> tuple[Path, DistInfo, torch.device]:
+def _setup(cfg: Config, out: str | Path, *, resume: bool, overwrite: bool) -> tuple[Path, DistInfo, torch.device]:
+    """Device, processes, threads and seeds, and whether ``out`` may take this run; nothing is written into it
+    until the run can start (:func:`_recorder`)."""
     device = resolve_device(cfg.runtime)
     dist = init_distributed(device.type)
-    run_dir = ensure_writable_dir(out)
+    run_dir = check_writable_dir(out)
+    held = [name for name in RUN_RECORD if (run_dir / name).is_file()]
+    if resume and overwrite:
+        raise InputError("--resume continues the run in the run dir and --overwrite replaces it: pass one of them")
+    if held and not (resume or overwrite):
+        raise InputError(f"{run_dir}: already holds a run ({', '.join(held)}); pass --resume to continue it or "
+                         f"--overwrite to replace it")
     if cfg.runtime.threads:
+        if cfg.runtime.threads > (os.cpu_count() or 1):
+            warn(f"runtime.threads={cfg.runtime.threads} is more than this machine's {os.cpu_count()} CPUs: the "
+                 f"extra threads only compete for the same cores")
         torch.set_num_threads(cfg.runtime.threads)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     seed_everything(cfg.seed)
-    if dist.is_main:
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     return run_dir, dist, device
+
+
+def _preflight(data: StageData, optim: OptimConfig, name: str, dist: DistInfo) -> None:
+    """Before the first step: decode every image the run will read (a corrupt one found now, not when an epoch
+    reaches it hours in), and warn about a batch larger than the training split."""
+    require_readable_images([*data.train.records, *data.val.records], data.ds.root,
+                            progress=dist.is_main and sys.stderr.isatty())
+    if optim.batch_size > len(data.train) and dist.is_main:
+        warn(f"{name}.batch_size={optim.batch_size} is larger than the {len(data.train)} training images: every "
+             f"epoch is one batch of {len(data.train)}")
+
+
+def _recorder(run_dir: Path, cfg: Config, data: StageData, dist: DistInfo, overwrite: bool):
+    """What the run writes when it starts (called by ``fit`` once everything, ``last.pt`` included, has been
+    checked): the run dir, ``config.yaml`` and ``split.json``; with ``overwrite``, the old run's record goes first
+    so that no file of it is left beside the new config."""
+
+    def start() -> None:
+        if not dist.is_main:
+            return
+        ensure_writable_dir(run_dir)
+        if overwrite:
+            for name in RUN_RECORD:
+                (run_dir / name).unlink(missing_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        save_split(run_dir / "split.json", data.split, data.ds)
+
+    return start
 
 
 def _finish(run_dir: Path, result: FitResult, data: StageData, dist: DistInfo,
@@ -151,18 +199,38 @@ def _finish(run_dir: Path, result: FitResult, data: StageData, dist: DistInfo,
         return {}
     model, card = load_checkpoint(run_dir / "best.pt")
     loader = DataLoader(data.val, batch_size=64, shuffle=False)
-    probs, ys = predict(model.to(device), loader, device)
-    m = classification_metrics(ys, probs, list(data.ds.classes))
+    logits, ys = predict_logits(model.to(device), loader, device)
+    m = classification_metrics(ys, torch.softmax(torch.from_numpy(logits), dim=1).numpy(), list(data.ds.classes))
     metrics = {"split": "val", "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, **m}
+               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, **m,
+               "calibration": calibrate(run_dir / "best.pt", card, logits, ys, "val", title)}
     if result.ddp_sync is not None:
         metrics["ddp_sync"] = result.ddp_sync
     atomic_write_json(run_dir / "metrics.json", metrics)
     plot_confusion(m["confusion_matrix"], m["labels"], run_dir / "confusion_matrix.png", f"{title} (val)")
     plot_learning_curves(result.history, run_dir / "learning_curve.png", title)
     print(f"{title}: best epoch {result.best_epoch}, val accuracy {m['accuracy']:.3f}, "
-          f"balanced accuracy {m['balanced_accuracy']:.3f}, macro AUC {m['macro_auc']:.3f} -> {run_dir}/best.pt")
+          f"balanced accuracy {m['balanced_accuracy']:.3f}, macro AUC {m['macro_auc']:.3f}, "
+          f"{describe_calibration(metrics['calibration'])} -> {run_dir}/best.pt")
     return metrics
+
+
+def calibrate(ckpt: Path, card: ModelCard, logits: np.ndarray, ys: np.ndarray, split_name: str, title: str,
+              out: Path | None = None) -> dict:
+    """Fit a temperature on held-out logits, record it in the checkpoint's card (``out``, default in place,
+    atomically) and draw ``reliability.png`` beside it; returns the record (``Calibration.to_json`` + split)."""
+    fitted = calibration.fit(logits, ys)
+    record = {**fitted.to_json(), "split": split_name}
+    dest = replace_card(ckpt, replace(card, calibration=record), out)
+    plot_reliability([(f"{split_name} split, {record['n']} images", [
+        ("T = 1", fitted.before), (f"T = {fitted.temperature:.2f} (fitted)", fitted.after)])],
+        dest.parent / "reliability.png", f"{title}: calibration")
+    return record
+
+
+def describe_calibration(record: dict) -> str:
+    return (f"ECE {record['ece_before']:.3f} at T = 1, {record['ece_after']:.3f} at T = {record['temperature']:.2f}"
+            f" ({record['bins']} bins)")
 
 
 def _checkpoint_saver(run_dir: Path, cfg: Config, mc: ModelConfig, data: StageData, stage: str):
@@ -173,17 +241,19 @@ def _checkpoint_saver(run_dir: Path, cfg: Config, mc: ModelConfig, data: StageDa
     return save
 
 
-def train_teacher(cfg: Config, out: str | Path, resume: bool = False) -> dict:
+def train_teacher(cfg: Config, out: str | Path, resume: bool = False, *, overwrite: bool = False) -> dict:
     """Stage 1: supervised teacher (class-weighted CE), best by validation loss."""
-    run_dir, dist, device = _setup(cfg, out)
-    data = prepare_data(cfg, run_dir, cfg.teacher, dist)
+    run_dir, dist, device = _setup(cfg, out, resume=resume, overwrite=overwrite)
+    data = prepare_data(cfg, cfg.teacher)
+    _preflight(data, cfg.teacher_optim, "teacher_optim", dist)
     model = build_from_config(cfg.teacher, len(data.ds.classes), data.val)
     task = SupervisedTask(model, data.class_weights)
     result = fit(task, data.train, data.val, cfg.teacher_optim, run_dir,
                  evaluate=classifier_evaluator(data.class_weights, list(data.ds.classes)),
                  save_best=_checkpoint_saver(run_dir, cfg, cfg.teacher, data, "teacher"),
                  seed=cfg.seed, runtime=cfg.runtime, dist=dist, device=device,
-                 num_workers=cfg.data.num_workers, resume=resume, desc="teacher")
+                 num_workers=cfg.data.num_workers, resume=resume, desc="teacher",
+                 on_start=_recorder(run_dir, cfg, data, dist, overwrite))
     return _finish(run_dir, result, data, dist, device, f"teacher {cfg.teacher.arch}")
 
 
@@ -206,14 +276,15 @@ def _teacher_split(ckpt: Path, card: ModelCard, data_root: str | None) -> Path |
     return p if p is not None and p.is_file() and same_data else None
 
 
-def train_ss_head(cfg: Config, out: str | Path, resume: bool = False) -> dict:
+def train_ss_head(cfg: Config, out: str | Path, resume: bool = False, *, overwrite: bool = False) -> dict:
     """Stage 2: the teacher's self-supervision head, backbone frozen (official: 60 epochs, MultiStep 30/45)."""
-    run_dir, dist, device = _setup(cfg, out)
+    run_dir, dist, device = _setup(cfg, out, resume=resume, overwrite=overwrite)
     ckpt = _teacher_checkpoint(cfg)
     teacher, card = load_checkpoint(ckpt)
     tcfg = replace(cfg, data=replace(cfg.data, image_size=card.input_size))
     mc = replace(cfg.teacher, mean=tuple(card.mean), std=tuple(card.std))
-    data = prepare_data(tcfg, run_dir, mc, dist, _teacher_split(ckpt, card, cfg.data.root))
+    data = prepare_data(tcfg, mc, _teacher_split(ckpt, card, cfg.data.root))
+    _preflight(data, cfg.ss_head_optim, "ss_head_optim", dist)
     task = SSHeadTask(teacher)
 
     def evaluate(t: nn.Module, loader: DataLoader, dev: torch.device) -> dict:
@@ -236,7 +307,7 @@ def train_ss_head(cfg: Config, out: str | Path, resume: bool = False) -> dict:
 
     result = fit(task, data.train, data.val, cfg.ss_head_optim, run_dir, evaluate=evaluate, save_best=save,
                  seed=cfg.seed, runtime=cfg.runtime, dist=dist, device=device, num_workers=cfg.data.num_workers,
-                 resume=resume, desc="ss-head")
+                 resume=resume, desc="ss-head", on_start=_recorder(run_dir, cfg, data, dist, overwrite))
     metrics = {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "similarity_accuracy": result.history[result.best_epoch - 1].get("val_similarity_accuracy")
                if result.history else None}
@@ -256,17 +327,23 @@ def _default_ss_head(teacher_ckpt: Path) -> Path:
 def load_ss_head(path: Path, feature_dim: int) -> SSHead:
     if not path.is_file():
         raise InputError(f"{path}: teacher SS head not found (run `ssdkd-distill ss-head` or pass --ss-head)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_tensors(path, "a teacher SS head")
+    if not isinstance(payload, dict) or not {"ss_head", "feature_dim"} <= set(payload):
+        raise InputError(f"{path}: not a teacher SS head (expected keys 'ss_head' and 'feature_dim')")
     if int(payload["feature_dim"]) != feature_dim:
         raise InputError(f"{path}: SS head is for a {int(payload['feature_dim'])}-d teacher, not {feature_dim}-d")
     head = SSHead(feature_dim)
-    head.load_state_dict(payload["ss_head"])
+    try:
+        head.load_state_dict(payload["ss_head"])
+    except RuntimeError as e:
+        raise InputError(f"{path}: SS head weights do not match ({state_dict_problem(e)})") from None
     return head
 
 
-def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: str | Path | None = None) -> dict:
+def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: str | Path | None = None, *,
+                  overwrite: bool = False) -> dict:
     """Stage 3: the student, by ``cfg.loss.method`` (ssd-kd, d-kd, kd, rkd or scratch)."""
-    run_dir, dist, device = _setup(cfg, out)
+    run_dir, dist, device = _setup(cfg, out, resume=resume, overwrite=overwrite)
     teacher = card = ckpt = None
     split_file = None
     if cfg.loss.method != "scratch":
@@ -275,11 +352,12 @@ def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: s
         split_file = _teacher_split(ckpt, card, cfg.data.root)
         if card.input_size != cfg.data.image_size:
             print(f"note: teacher trained at {card.input_size}px, distilling at {cfg.data.image_size}px")
-    data = prepare_data(cfg, run_dir, cfg.student, dist, split_file)
+    data = prepare_data(cfg, cfg.student, split_file)
     if teacher is not None and teacher.num_classes != len(data.ds.classes):
         raise InputError(f"{ckpt}: teacher has {teacher.num_classes} classes, dataset has {len(data.ds.classes)}")
     if teacher is not None and (tuple(card.mean), tuple(card.std)) != (tuple(cfg.student.mean), tuple(cfg.student.std)):
         teacher = _renormalizing(teacher, card, cfg.student)
+    _preflight(data, cfg.student_optim, "student_optim", dist)
     student = build_from_config(cfg.student, len(data.ds.classes), data.val)
     if cfg.loss.method == "scratch":
         task: nn.Module = SupervisedTask(student, data.class_weights)
@@ -292,7 +370,8 @@ def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: s
                  evaluate=classifier_evaluator(data.class_weights, list(data.ds.classes)),
                  save_best=_checkpoint_saver(run_dir, cfg, cfg.student, data, "student"),
                  seed=cfg.seed, runtime=cfg.runtime, dist=dist, device=device,
-                 num_workers=cfg.data.num_workers, resume=resume, desc=f"student {cfg.loss.method}")
+                 num_workers=cfg.data.num_workers, resume=resume, desc=f"student {cfg.loss.method}",
+                 on_start=_recorder(run_dir, cfg, data, dist, overwrite))
     return _finish(run_dir, result, data, dist, device, f"student {cfg.student.arch} ({cfg.loss.method})")
 
 
@@ -325,8 +404,28 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split_nam
     sf = Path(split_file) if split_file else ckpt.parent / card.data.get("split_file", "split.json")
     split = load_split(sf, ds)
     dataset = ImageDataset(ds.subset(split.ids(split_name)), card.input_size, card.mean, card.std)
-    probs, ys = predict(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
-    m = {"checkpoint": str(ckpt), "split": split_name, **classification_metrics(ys, probs, list(ds.classes))}
+    logits, ys = predict_logits(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    m = {"checkpoint": str(ckpt), "split": split_name, **classification_metrics(ys, probs, list(ds.classes)),
+         # T = 1 for a checkpoint without a fitted temperature: "fitted" says which
+         "calibration": {**calibration.assess(logits, ys, card.temperature).to_json(),
+                         "fitted": bool(card.calibration)}}
     if out is not None:
         atomic_write_json(Path(out), m)
     return m
+
+
+def calibrate_checkpoint(checkpoint: str | Path, data_root: str | Path, split_file: str | Path | None = None,
+                         out: str | Path | None = None) -> dict:
+    """Fit a temperature for a trained checkpoint on the val split of its split file, without retraining: write it
+    into the card of ``out`` (default: ``checkpoint`` itself, replaced atomically) and ``reliability.png`` beside."""
+    ckpt = Path(checkpoint)
+    model, card = load_checkpoint(ckpt)
+    ds = load_labeled_images(data_root)
+    sf = Path(split_file) if split_file else ckpt.parent / card.data.get("split_file", "split.json")
+    dataset = ImageDataset(ds.subset(load_split(sf, ds).ids("val")), card.input_size, card.mean, card.std)
+    if not len(dataset):
+        raise InputError(f"{sf}: the val split is empty; a temperature needs held-out images")
+    logits, ys = predict_logits(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
+    dest = Path(out) if out is not None else ckpt
+    return calibrate(ckpt, card, logits, ys, "val", f"{card.arch} ({card.training.get('method', '?')})", dest)

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 def preload_torch() -> None:
     """Import torch's compiler stack (and triton) before TensorFlow/coremltools.
 
-    Measured here: importing TensorFlow (coremltools imports it when installed) *before* triton makes the later
+    Importing TensorFlow (coremltools imports it when installed) *before* triton makes the later
     triton import (pulled in by torchvision / torch.onnx / torch.export) die with a segmentation fault.
     """
     import torch._dynamo  # noqa: F401

@@ -3,7 +3,7 @@
 ``DIR/app/src/main/assets/`` receives ``model.tflite`` (full-integer int8, int8 I/O), ``labels.txt`` (one label a
 line, model output order) and ``preprocessing.json`` (the versioned contract: size, layout, mean/std, I/O dtype,
 scale and zero-point). Each file is written to a temp name and renamed, and the contract is checked against the
-model file before anything is written.
+model file (its tensors and its TFLite metadata, which it carries for other apps) before anything is written.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from export import tflite_metadata
 from export.tflite_export import io_contract
 from models.atomic import atomic_save, atomic_write_json, atomic_write_text, ensure_writable_dir
 from models.errors import InputError
@@ -38,6 +39,9 @@ def write_android_assets(out_dir: Path, project: str | Path, sidecar_name: str) 
         raise InputError(f"{sidecar}: the Android demo expects NHWC int8 input, got {pre.layout} {pre.input_dtype}")
     if io_contract(src, pre) != dataclasses.replace(pre, model_file=src.name, extra={}):
         raise InputError(f"{sidecar}: does not match {src.name}'s own input/output quantization")
+    # the model travels with its metadata (labels, normalisation) for other apps: it must say what the contract says
+    if tflite_metadata.read(src).contract != dataclasses.replace(pre, model_file=None, extra={}):
+        raise InputError(f"{src}: its TFLite metadata does not match {sidecar.name} (re-export it)")
     dest = ensure_writable_dir(assets_dir(project))
     atomic_save(dest / MODEL, lambda tmp: shutil.copyfile(src, tmp))
     atomic_write_text(dest / LABELS, "\n".join(pre.labels) + "\n")

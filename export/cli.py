@@ -2,7 +2,7 @@
 :func:`export.export`.
 
 Exit codes: 0 exported and verified; 1 an artifact failed verification or the gate (files and report are kept
-for diagnosis); 2 bad input (one line on stderr, no traceback).
+for diagnosis); 2 bad input (one line on stderr, no traceback); 130 Ctrl-C, 143 SIGTERM (temporary files removed).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from export.calibration import ORIENTATION_COUNTS, ORIENTATIONS
 from export.formats import DEFAULT_TFLITE_ROUTE, FORMATS, TFLITE_ROUTES
 from export.onnx_export import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
-from models.errors import InputError
+from models.errors import InputError, run_cli, warn
 
-EXIT_GATE, EXIT_INPUT = 1, 2
+EXIT_GATE = 1
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -72,31 +72,34 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
-        from export.pipeline import export
-        from export.verify import Gate
+    return run_cli(lambda: _run(args), prog="ssdkd-export", error_prefix="ssdkd-export: error: ")
 
-        if not 0 <= args.gate_agreement <= 100:
-            raise InputError(f"--gate-agreement is a percentage in [0, 100], got {args.gate_agreement}")
-        if args.gate_bacc_drop < 0:
-            raise InputError(f"--gate-bacc-drop must be >= 0 points, got {args.gate_bacc_drop}")
-        import torch
 
-        torch.set_num_threads(max(1, args.threads))
-        report = export(
-            args.checkpoint, targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16,
-            calib=args.calib, calib_size=args.calib_size, val=args.val, imgsz=args.imgsz,
-            android_demo=args.android_demo,
-            gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
-            val_size=args.val_size, val_orientations=args.val_orientations, split=args.split,
-            tflite_route=args.tflite_route,
-            onnx_int8=args.onnx_int8, bias_correction=not args.no_bias_correction,
-            dynamic_batch=args.dynamic_batch, threads=args.threads,
-            verbose=not args.quiet, quiet_converters=not args.verbose_converters,
-        )
-    except InputError as e:
-        print(f"ssdkd-export: error: {e}", file=sys.stderr)
-        return EXIT_INPUT
+def _run(args: argparse.Namespace) -> int:
+    from export.pipeline import export
+    from export.verify import Gate
+
+    if not 0 <= args.gate_agreement <= 100:
+        raise InputError(f"--gate-agreement is a percentage in [0, 100], got {args.gate_agreement}")
+    if args.gate_bacc_drop < 0:
+        raise InputError(f"--gate-bacc-drop must be >= 0 points, got {args.gate_bacc_drop}")
+    if args.threads > (os.cpu_count() or 1):
+        warn(f"--threads {args.threads} is more than this machine's {os.cpu_count()} CPUs: the extra threads only "
+             f"compete for the same cores")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    report = export(
+        args.checkpoint, targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16,
+        calib=args.calib, calib_size=args.calib_size, val=args.val, imgsz=args.imgsz,
+        android_demo=args.android_demo,
+        gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
+        val_size=args.val_size, val_orientations=args.val_orientations, split=args.split,
+        tflite_route=args.tflite_route,
+        onnx_int8=args.onnx_int8, bias_correction=not args.no_bias_correction,
+        dynamic_batch=args.dynamic_batch, threads=args.threads,
+        verbose=not args.quiet, quiet_converters=not args.verbose_converters,
+    )
     if not report.passed:
         print(f"ssdkd-export: verification failed for {len(report.failures)} artifact(s); files and "
               f"{report.path} kept for diagnosis:\n  " + "\n  ".join(report.failures), file=sys.stderr)

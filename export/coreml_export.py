@@ -4,8 +4,8 @@ The image input takes RGB pixels in [0, 255] of the contract's size (the app cro
 :mod:`models.preprocessing` defines); the normalisation ``(v / 255 - mean) / std`` is folded into the input's
 scale/bias when std is the same for all channels, otherwise the per-channel part runs as the first ops of the
 graph. A ``ClassifierConfig`` carries the labels. fp16 is the ML program default; int8 quantizes the weights
-(``linear_quantize_weights``). Activation int8 via ``coremltools.optimize.torch`` calibration converted but agreed
-only 73% with fp32 untuned (toolchain notes), and CoreML numerics cannot be checked on Linux, so it is not shipped.
+(``linear_quantize_weights``). Activation int8 (``coremltools.optimize.torch`` calibration) is not shipped: it
+would need tuning to agree with fp32, and CoreML numerics cannot be checked on Linux, so it could not be gated.
 
 On Linux CoreML cannot predict: :func:`check` verifies what can be verified (spec, I/O, op histogram, quantized
 weight blobs, reload) and the report says plainly that numerics were not checked.
@@ -14,7 +14,6 @@ weight blobs, reload) and the report says plainly that numerics were not checked
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from collections import Counter
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from export import model_facts
 from export._util import quiet
 from export.context import Job
 from export.formats import ArtifactSpec
@@ -73,13 +73,11 @@ def _fp16_model(job: Job):
             ml = ct.convert(traced, inputs=[image], classifier_config=ct.ClassifierConfig(list(job.pre.labels)),
                             convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
                             minimum_deployment_target=ct.target.iOS16, skip_model_load=True)
-        ml.short_description = f"ssdkd {job.card.arch} skin-lesion classifier ({len(job.pre.labels)} classes)"
+        ml.short_description = model_facts.description(job.card, job.pre)  # Xcode's model page shows it
+        ml.author, ml.license = model_facts.AUTHOR, model_facts.licence(job.card)
+        ml.version = model_facts.version(job.card)
         ml.input_description[INPUT_NAME] = f"RGB image {job.pre.input_size}x{job.pre.input_size}, centre-cropped"
-        meta = ml.user_defined_metadata
-        meta["labels"] = json.dumps(list(job.pre.labels))
-        meta["mean"], meta["std"] = json.dumps(list(job.pre.mean)), json.dumps(list(job.pre.std))
-        meta["input_size"] = str(job.pre.input_size)
-        meta["model_card"] = json.dumps(job.card.to_json())
+        ml.user_defined_metadata.update(model_facts.string_metadata(job.card, _contract(job.pre)))
         job.cache["coreml_fp16"] = ml
     return job.cache["coreml_fp16"]
 
@@ -103,8 +101,13 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
         with quiet(job.quiet):
             ml.save(str(staged))
         os.replace(staged, tmp)
+    return dataclasses.replace(_contract(job.pre), model_file=spec.file)
+
+
+def _contract(pre: Preprocessing) -> Preprocessing:
+    """The contract of both CoreML files: an image input that takes pixels, the normalisation inside the model."""
     return dataclasses.replace(
-        job.pre, layout="NHWC", model_file=spec.file,
+        pre, layout="NHWC",
         extra={"coreml_input": "image", "note": "feed RGB pixels 0-255 after the crop/resize; the model normalises"},
     )
 

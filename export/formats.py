@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.errors import InputError
 
@@ -51,7 +53,7 @@ class ArtifactSpec:
     target: str
     precision: str  # fp32 | fp16 | int8
     io_dtype: str  # dtype of the model's input/output tensors
-    sidecar: str = ""  # set by plan(): "<stem>.preprocessing.json", or "<file>.preprocessing.json" if stems clash
+    sidecar: str = ""  # set by plan(): "<stem>.preprocessing.json", or "<file>.preprocessing.json" if that is shared
 
     @property
     def stem(self) -> str:
@@ -81,8 +83,9 @@ def resolve_targets(targets: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(t for t in FORMATS if t in out))  # table order, so output is stable
 
 
-def plan(targets: Sequence[str], int8: bool, fp16: bool) -> list[ArtifactSpec]:
-    """The artifacts a request produces, in the order they are exported and reported."""
+def plan(targets: Sequence[str], int8: bool, fp16: bool, *, out_dir: Path | None = None) -> list[ArtifactSpec]:
+    """The artifacts a request produces, in the order they are exported and reported; ``out_dir``: where they go,
+    to keep the sidecars of artifacts an earlier export left there (see :func:`_sidecar`)."""
     specs: list[ArtifactSpec] = []
     for t in targets:
         if t == "onnx":
@@ -101,11 +104,25 @@ def plan(targets: Sequence[str], int8: bool, fp16: bool) -> list[ArtifactSpec]:
             specs.append(ArtifactSpec("model_fp16.mlpackage", t, "fp16", "image"))
             if int8:
                 specs.append(ArtifactSpec("model_int8.mlpackage", t, "int8", "image"))
-    # The sidecar is "<stem>.preprocessing.json", except where two targets share a stem (model_fp32.onnx and
-    # model_fp32.tflite need different layouts): those get "<file>.preprocessing.json". The report names each.
     stems = Counter(s.stem for s in specs)
-    return [dataclasses.replace(s, sidecar=f"{s.stem if stems[s.stem] == 1 else s.file}.preprocessing.json")
-            for s in specs]
+    return [dataclasses.replace(s, sidecar=_sidecar(s, stems[s.stem] > 1, out_dir)) for s in specs]
+
+
+def _sidecar(spec: ArtifactSpec, shared_stem: bool, out_dir: Path | None) -> str:
+    """``<stem>.preprocessing.json``, or ``<file>.preprocessing.json`` where the short name would be shared (the
+    report names each): by two artifacts of this export (model_fp32.onnx and model_fp32.tflite need different
+    layouts), or with an artifact that an earlier export left in ``out_dir``, whose contract must stay true while
+    it is there. A file that already has a ``<file>`` sidecar keeps it, so no stale contract of it is found first."""
+    full, short = f"{spec.file}.preprocessing.json", f"{spec.stem}.preprocessing.json"
+    if shared_stem or out_dir is None:
+        return full if shared_stem else short
+    if (out_dir / full).is_file():
+        return full
+    try:
+        described = json.loads((out_dir / short).read_text()).get("model_file")
+    except (OSError, ValueError, AttributeError):  # absent or unreadable: nothing true to keep
+        return short
+    return full if described not in (None, spec.file) and (out_dir / str(described)).exists() else short
 
 
 def validate_flags(targets: Sequence[str], int8: bool, fp16: bool) -> None:

@@ -40,11 +40,13 @@ from models.preprocessing import (
     dequantize,
     load_rgb,
     resize_center_crop,
-    softmax,
+    tempered,
 )
 
 GOLDEN_FORMAT = 1
 TOP_K = 3
+# A fitted temperature, not 1: the app's tests then prove it applies the one its contract names.
+GOLDEN_TEMPERATURE = 1.5
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
 SHARED = Path(os.environ.get("SSDKD_SHARED", ROOT.parent / "shared"))
@@ -57,7 +59,7 @@ EXIF_ORIENTATION = 0x0112
 def golden_preprocessing(input_size: int = 96) -> Preprocessing:
     """An int8-I/O NHWC contract like a real full-integer TFLite export: the input scale/zero-point cover the
     ImageNet-normalised range of [0, 255] pixels (scale 0.018658..., zero-point -14), stored as float32; the
-    output is int8 probabilities on the 1/256 grid."""
+    output is int8 probabilities on the 1/256 grid, shown at temperature ``GOLDEN_TEMPERATURE``."""
     mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
     lo, hi = float(((0.0 - mean) / std).min()), float(((1.0 - mean) / std).max())
     scale = float(np.float32((hi - lo) / 255.0))
@@ -74,6 +76,7 @@ def golden_preprocessing(input_size: int = 96) -> Preprocessing:
         output_scale=1 / 256,
         output_zero_point=-128,
         output_kind="probabilities",
+        temperature=GOLDEN_TEMPERATURE,
         model_file="model.tflite",
     )
 
@@ -130,7 +133,7 @@ def _topk(probs: np.ndarray, k: int) -> list[int]:
     return [int(i) for i in np.argsort(-probs, kind="stable")[:k]]
 
 
-def _post_case(name: str, pre: Preprocessing, raw: np.ndarray, dtype: str, kind: str) -> dict:
+def _post_case(name: str, pre: Preprocessing, raw: np.ndarray, dtype: str, kind: str, temperature: float = 1.0) -> dict:
     if dtype == "float32":
         values = raw.astype(np.float32)
         case = {"name": name, "output_dtype": "float32", "output": [float(v) for v in values]}
@@ -143,10 +146,11 @@ def _post_case(name: str, pre: Preprocessing, raw: np.ndarray, dtype: str, kind:
             "output_scale": pre.output_scale,
             "output_zero_point": pre.output_zero_point,
         }
-    probs = values if kind == "probabilities" else softmax(values)
+    probs = tempered(values, temperature, kind)
     top = _topk(probs, TOP_K)
     case.update(
         output_kind=kind,
+        temperature=temperature,
         values=[float(v) for v in values],
         probabilities=[float(v) for v in probs],
         top_k=TOP_K,
@@ -167,12 +171,14 @@ def postprocessing_cases(pre: Preprocessing) -> list[dict]:
         _post_case("float_logits", pre, float_logits, "float32", "logits"),
         _post_case("float_tie", pre, tie, "float32", "logits"),
         _post_case("float_uniform", pre, np.zeros(n, dtype=np.float32), "float32", "logits"),
+        _post_case("float_logits_tempered", pre, float_logits, "float32", "logits", pre.temperature),
     ]
     if pre.output_dtype in ("int8", "uint8"):
         info = np.iinfo(np.dtype(pre.output_dtype))
         raw = rng.integers(info.min, int(info.max) + 1, n).astype(pre.output_dtype)
         raw[0], raw[-1] = info.min, info.max  # saturated codes
-        cases.append(_post_case(f"{pre.output_dtype}_output", pre, raw, pre.output_dtype, pre.output_kind))
+        cases.append(_post_case(f"{pre.output_dtype}_output", pre, raw, pre.output_dtype, pre.output_kind,
+                                pre.temperature))
     return cases
 
 

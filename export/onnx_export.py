@@ -1,7 +1,7 @@
 """ONNX target: fp32 (legacy exporter, opset 17, simplified, checked) and onnxruntime static QDQ int8.
 
 The legacy TorchScript exporter is used because it can target opset 17; the dynamo exporter cannot go below
-opset 18 and is an order of magnitude slower on these graphs.
+opset 18 and is much slower on these graphs.
 
 Which int8 scheme (:data:`ONNX_INT8_SCHEMES`) is a question of the CPU the file will meet, which the exporter cannot
 know. On x86, onnxruntime runs uint8 x int8 (u8s8) convolutions and matrix products either with VNNI's VPDPBUSD,
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export import model_facts
 from export._util import quiet
 from export.calibration import ImageSet
 from export.context import Job
@@ -89,21 +90,6 @@ def int8_float_source(job: Job) -> Path:
     return job.work_dir / "int8_source.onnx"
 
 
-def metadata(card: ModelCard, pre: Preprocessing) -> dict[str, str]:
-    """What travels inside the ONNX file (``metadata_props`` are string -> string)."""
-    return {
-        "labels": json.dumps(list(pre.labels)),
-        "mean": json.dumps(list(pre.mean)),
-        "std": json.dumps(list(pre.std)),
-        "input_size": str(pre.input_size),
-        "layout": pre.layout,
-        "output_kind": pre.output_kind,
-        "preprocessing": json.dumps(pre.to_json()),
-        "model_card": json.dumps(card.to_json()),
-        "producer": "ssdkd-export",
-    }
-
-
 def read_metadata(path: str | Path) -> dict[str, str]:
     import onnx
 
@@ -136,7 +122,8 @@ def export_onnx_fp32(model: torch.nn.Module, pre: Preprocessing, card: ModelCard
         )
         graph = onnxslim.slim(onnx.load(str(raw)))
     onnx.checker.check_model(graph, full_check=True)
-    _set_metadata(graph, metadata(card, pre))
+    _set_metadata(graph, model_facts.string_metadata(card, pre))
+    graph.doc_string = model_facts.description(card, pre)  # what Netron and onnx.helper.printable_graph show
     atomic_save(path, lambda tmp: onnx.save(graph, str(tmp)))
 
 
@@ -187,5 +174,6 @@ def export_onnx_int8(fp32_path: Path, calib: ImageSet, pre: Preprocessing, path:
                                         "calibration_images": len(calib),
                                         "bias_correction": bias_corrected})
     _set_metadata(model, props)
+    model.doc_string = props["description"]
     onnx.checker.check_model(model)
     atomic_save(path, lambda tmp: onnx.save(model, str(tmp)))

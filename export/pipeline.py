@@ -25,8 +25,8 @@ from export.calibration import (
 from export.context import Job
 from export.onnx_export import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
 from export.report import ArtifactRecord, ExportReport, Verification
-from export.verify import Gate, reference_logits, scores, verify_artifact
-from models.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
+from export.verify import Gate, reference_calibration, reference_logits, scores, verify_artifact
+from models.atomic import atomic_write_json, atomic_write_text, check_writable_dir, ensure_writable_dir
 from models.checkpoint import load_checkpoint
 from models.errors import InputError
 
@@ -81,15 +81,16 @@ def export(
     preload_torch()
     with quiet(quiet_converters):  # importing TF/coremltools prints banners and "untested version" warnings
         formats.check_dependencies(names, tflite_route)
-    out = ensure_writable_dir(out_dir if out_dir is not None else checkpoint.parent / "export")
+    out = check_writable_dir(out_dir if out_dir is not None else checkpoint.parent / "export")
     if android_demo is not None:
-        ensure_writable_dir(android_demo)
+        check_writable_dir(android_demo)
 
     with log.stage("load checkpoint"):
         model, card = load_checkpoint(checkpoint)
     pre = card.preprocessing(**({"input_size": imgsz} if imgsz else {}))
     calib_set, val_set = _read_images(log, card, checkpoint, pre, int8, calib, calib_size, val, val_size, split,
                                       calib_transform, seed)
+    ensure_writable_dir(out)  # only now that the checkpoint and the images have been read
     if val_set is not None:
         val_set = val_set.with_orientations(val_orientations)
     reference: dict = {"runtime": "pytorch", "precision": "fp32"}
@@ -98,8 +99,11 @@ def export(
         with log.stage(f"pytorch fp32 reference ({len(val_set.x)} val x {val_set.orientations} orientations)"):
             ref = reference_logits(model, val_set)
         reference.update(scores(ref, val_set.labels))
+        with log.stage("calibration of the reference"):
+            reference["calibration"] = reference_calibration(ref, val_set, pre.temperature, bool(card.calibration),
+                                                             out, f"{card.arch}: calibration on the val split")
 
-    specs = formats.plan(names, int8, fp16)
+    specs = formats.plan(names, int8, fp16, out_dir=out)
     settings = {
         "targets": names, "int8": int8, "fp16": fp16, "imgsz": pre.input_size, "tflite_route": tflite_route,
         "onnx_int8": ONNX_INT8_SCHEMES[onnx_int8].to_json(), "bias_correction": bias_correction,
@@ -176,7 +180,8 @@ def _build_one(log: Stages, job: Job, spec: formats.ArtifactSpec, val_set: Image
     t0 = time.perf_counter()
     try:
         with log.stage(f"export {spec.file}"):
-            pre = dataclasses.replace(module.build(job, spec), model_file=spec.file)
+            # every artifact's contract carries the checkpoint's temperature, whatever its target module rebuilt
+            pre = dataclasses.replace(module.build(job, spec), model_file=spec.file, temperature=job.pre.temperature)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - a converter failure is a failed row, the other targets still run

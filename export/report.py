@@ -18,6 +18,13 @@ from models.host import host_cpu
 
 REPORT_FILE = "export_report.json"
 REPORT_SCHEMA_VERSION = 1
+# Which file opens where: every .tflite carries metadata, but MediaPipe Tasks accepts only uint8/float32 input and
+# scores with whatever the output is (the fp32/fp16 files give logits).
+OPENS_IN = {
+    "model_int8_fio.tflite": "MediaPipe Tasks ImageClassifier / Android Studio ML Model Binding (float I/O, "
+                             "probabilities; labels and normalisation from its metadata)",
+    "model_int8.tflite": "this project's Android app (int8 I/O, which MediaPipe refuses)",
+}
 
 
 @dataclass
@@ -38,6 +45,10 @@ class Verification:
     # 95 % interval of (artifact - fp32) balanced accuracy in points, from a paired bootstrap of the val lesions
     # within each class: with 20-30 images in the smallest classes one image moves balanced accuracy by ~0.5 pt
     bacc_change_ci: list[float] | None = None
+    # expected calibration error (15 bins of top-1 probability) of the outputs at T = 1 and at the sidecar's
+    # temperature; not part of the gate
+    ece_before: float | None = None
+    ece_after: float | None = None
     n_images: int = 0  # inputs compared: val images x orientations
     drift: list[dict[str, Any]] = field(default_factory=list)  # layers whose int8 output drifts most
     checks: dict[str, Any] = field(default_factory=dict)  # structural checks (CoreML on Linux)
@@ -105,18 +116,20 @@ class ExportReport:
 
     def table(self) -> str:
         rows = [("artifact", "precision", "io", "size", "agree", "mean L1 dp", "max|dp|", "acc", "bacc",
-                 "Δbacc pt [95% CI]", "status", "path")]
+                 "Δbacc pt [95% CI]", "ECE T=1→T", "status", "path")]
         ref = self.reference
+        cal = ref.get("calibration")
         if ref.get("accuracy") is not None:
             rows.append(("pytorch (reference)", "fp32", "float32", "", "", "", "", _pct(ref["accuracy"]),
-                         _pct(ref["balanced_accuracy"]), "", "", str(self.checkpoint)))
+                         _pct(ref["balanced_accuracy"]), "", _ece(cal and cal["ece_before"], cal and cal["ece_after"]),
+                         "", str(self.checkpoint)))
         for a in self.artifacts:
             v = a.verification
             rows.append((a.file, a.precision, a.io_dtype, _size(a.size_bytes), _pct(v.agreement),
                          "" if v.mean_l1_dsoftmax is None else f"{v.mean_l1_dsoftmax:.4f}",
                          "" if v.max_abs_dsoftmax is None else f"{v.max_abs_dsoftmax:.4f}", _pct(v.accuracy),
-                         _pct(v.balanced_accuracy), _bacc_change(v, ref.get("balanced_accuracy")), v.status,
-                         str(self.out_dir / a.file)))
+                         _pct(v.balanced_accuracy), _bacc_change(v, ref.get("balanced_accuracy")),
+                         _ece(v.ece_before, v.ece_after), v.status, str(self.out_dir / a.file)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -124,10 +137,13 @@ class ExportReport:
         notes = ([f"  compared with PyTorch fp32 on {val['n_images']} {val['split']} images x "
                   f"{val.get('orientations', 1)} orientations"] if isinstance(val, dict) else [])
         notes.append(f"  verified on {_describe_host(self.host)}")
+        if cal:
+            notes.append(f"  {_describe_calibration(cal)}; reliability diagram: {self.out_dir / cal['reliability']}")
         scheme = self.settings.get("onnx_int8")
         if isinstance(scheme, dict) and any(a.target == "onnx" and a.precision == "int8" for a in self.artifacts):
             notes.append(f"  model_int8.onnx: {scheme['scheme']} scheme ({scheme['weights']}), computes right on "
                          f"{scheme['runs_right_on']}")
+        notes += [f"  {a.file} opens in {OPENS_IN[a.file]}" for a in self.artifacts if a.file in OPENS_IN]
         notes += [f"  {a.file}: {a.verification.reason}" for a in self.artifacts if a.verification.reason]
         notes += [f"  {a.file}: most-drifting layers (SQNR vs the float model): "
                   + "; ".join(_layer(d) for d in a.verification.drift[:3])
@@ -152,6 +168,17 @@ def _bacc_change(v: Verification, reference: float | None) -> str:
         return ""
     ci = f" [{v.bacc_change_ci[0]:+.1f}, {v.bacc_change_ci[1]:+.1f}]" if v.bacc_change_ci else ""
     return f"{100 * (v.balanced_accuracy - reference):+.1f}{ci}"
+
+
+def _describe_calibration(cal: dict[str, Any]) -> str:
+    where = ("the checkpoint's, fitted on its val split: on these val inputs the ECE at T is in-sample"
+             if cal["fitted"] else "the checkpoint has no fitted temperature (`ssdkd-distill calibrate` fits one)")
+    return (f"ECE T=1→T: expected calibration error ({cal['bins']} bins of top-1 probability) at T = 1 and at the "
+            f"contract's temperature T = {cal['temperature']:.3f} ({where}); the gate ignores it")
+
+
+def _ece(before: float | None, after: float | None) -> str:
+    return "" if before is None or after is None else f"{before:.3f}→{after:.3f}"
 
 
 def _layer(d: dict[str, Any]) -> str:

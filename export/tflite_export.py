@@ -9,10 +9,10 @@ Two routes build the files; ``Job.tflite_route`` picks one:
   representative dataset of real calibration images; all-int8, int8 logits out (the TF converter takes one
   precision per model).
 
-The default was chosen by measured int8 quality on the six zoo models (600 calibration, all 1,503 HAM10000 val
-images, nearest-rounded weights): with litert five of six int8-I/O files pass the gate (agreement 97.5-98.4%),
-with onnx2tf one (95.7-97.7%), because the 8-bit logit grid of the all-int8 file ties 3-6% of val images between
-two classes.
+litert is the default because ai-edge-quantizer takes a precision per op, so the head can keep 16-bit activations;
+the TF converter takes one precision per model, and its all-int8 file puts the logits on an 8-bit grid that turns
+near-ties between the top two classes into exact ties, which the agreement gate then counts as disagreements on
+uncertain models. The comparison of the routes is in docs/int8.md.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export import tflite_metadata
 from export._util import quiet
 from export.context import Job
 from export.formats import ArtifactSpec
@@ -32,25 +33,27 @@ from models.preprocessing import Preprocessing
 
 # The classifier head runs with 16-bit activations (8-bit weights): the logits and the softmax that follows them.
 # An 8-bit logit grid (~0.1 logit at these ranges) turns every near-tie between the top two classes into an exact
-# tie, which argmax then settles by class index; on the zoo's uncertain HAM10000 models that alone cost 2-3 pt of
-# agreement. The backbone, where the time goes, stays int8.
+# tie, which argmax then settles by class index (the lowest wins); on uncertain models, with many near-ties, that
+# alone can break the agreement gate and favours the low-index classes. The backbone, where the time goes, stays int8.
 HEAD_OPS = ("FULLY_CONNECTED", "SOFTMAX")
 
 
 def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
-    """Write ``spec.file`` with the job's TFLite route and return its preprocessing contract."""
+    """Write ``spec.file`` with the job's TFLite route, with model metadata (:mod:`export.tflite_metadata`), and
+    return its preprocessing contract."""
     path = job.out_dir / spec.file
     if job.tflite_route == "onnx2tf":
         from export import tflite_onnx2tf
 
         tflite_onnx2tf.build(job, spec, path)
-        return io_contract(path, job.pre)
-    if spec.precision == "fp32":
-        atomic_write_bytes(path, _fp32_bytes(job))
+        pre = io_contract(path, job.pre)
     else:
-        atomic_write_bytes(path, _quantize(job, spec))
-    # the int8 graphs end in their own softmax, so the 8-bit output grid lands on probabilities (see _WithSoftmax)
-    return io_contract(path, job.pre, "probabilities" if spec.precision == "int8" else job.pre.output_kind)
+        atomic_write_bytes(path, _fp32_bytes(job) if spec.precision == "fp32" else _quantize(job, spec))
+        # the int8 graphs end in their own softmax, so the 8-bit output grid lands on probabilities (_WithSoftmax)
+        pre = io_contract(path, job.pre, "probabilities" if spec.precision == "int8" else job.pre.output_kind)
+    # the contract is read back from the bare file, then travels inside it
+    atomic_write_bytes(path, tflite_metadata.attach(inline_buffers(path.read_bytes()), card=job.card, pre=pre))
+    return pre
 
 
 def int8_float_source(job: Job) -> Path:
@@ -227,10 +230,11 @@ def io_contract(path: Path, base: Preprocessing, output_kind: str | None = None)
         return dtype, None, None
 
     (idt, isc, izp), (odt, osc, ozp) = side(inp), side(out)
-    return Preprocessing(
-        input_size=base.input_size, mean=base.mean, std=base.std, labels=base.labels, layout="NHWC",
-        input_dtype=idt, input_scale=isc, input_zero_point=izp, output_dtype=odt, output_scale=osc,
-        output_zero_point=ozp, output_kind=output_kind or base.output_kind, model_file=path.name,
+    # replace(), so every other field of the contract (the temperature among them) carries over unchanged
+    return dataclasses.replace(
+        base, layout="NHWC", input_dtype=idt, input_scale=isc, input_zero_point=izp, output_dtype=odt,
+        output_scale=osc, output_zero_point=ozp, output_kind=output_kind or base.output_kind, model_file=path.name,
+        extra={},
     )
 
 

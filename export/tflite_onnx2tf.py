@@ -2,7 +2,7 @@
 
 onnx2tf only builds the SavedModel (and its fp32/fp16 flatbuffers); int8 is done here by the TF converter with a
 representative dataset of real calibration images, so the two int8 variants share one code path with the
-default route's calibration set. Pitfalls handled here (measured on this machine):
+default route's calibration set. Pitfalls handled here:
 
 - onnx2tf needs a static ``[1, 3, H, W]`` input: a dynamic batch fails inside its depthwise-conv handling;
 - it downloads a sample calibration file from the internet unless

@@ -1,7 +1,9 @@
 """Run each artifact in its real runtime on validation images and compare it with PyTorch fp32.
 
 The comparison is on identical preprocessed inputs (the artifact's own sidecar decides layout and integer
-quantisation of the input, and dequantisation of the output), so any difference is the conversion's.
+quantisation of the input, and dequantisation of the output), so any difference is the conversion's. Each artifact's
+expected calibration error is given at T = 1 and at its contract's temperature; the gate never looks at it (a
+temperature changes no argmax).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import torch
 
 from export.calibration import ImageSet
 from export.report import Verification
+from models.calibration import assess
 from models.preprocessing import Preprocessing, softmax
 
 Runner = Callable[[np.ndarray], np.ndarray]  # one model input (batch 1) -> raw model output
+RELIABILITY_PNG = "reliability.png"
 
 
 @dataclass(frozen=True)
@@ -155,11 +159,13 @@ def bacc_change_interval(pred: np.ndarray, ref_pred: np.ndarray, labels: np.ndar
 
 
 def compare(values: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
-            output_kind: str = "logits") -> Verification:
+            output_kind: str = "logits", temperature: float = 1.0) -> Verification:
     """An artifact's outputs (``N x C`` logits or probabilities, per ``output_kind``) against the PyTorch fp32
-    logits ``ref``; argmax ties go to the lowest class index, as in the app."""
+    logits ``ref``; argmax ties go to the lowest class index, as in the app. Fidelity is judged at T = 1 (the
+    outputs themselves); ``temperature`` only moves the calibration error."""
     probs = values.astype(np.float64) if output_kind == "probabilities" else softmax(values.astype(np.float64))
     d_soft = np.abs(probs - softmax(ref.astype(np.float64)))
+    cal = assess(values, labels, temperature, kind=output_kind) if len(labels) else None
     return Verification(
         status="passed",
         agreement=float((values.argmax(1) == ref.argmax(1)).mean()),
@@ -168,8 +174,26 @@ def compare(values: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.
         mean_l1_dsoftmax=float(d_soft.sum(1).mean()),
         max_abs_dlogit=float(np.abs(values - ref).max()) if output_kind == "logits" else None,
         bacc_change_ci=bacc_change_interval(values.argmax(1), ref.argmax(1), labels, groups) if len(labels) else None,
+        ece_before=cal.before.ece if cal else None,
+        ece_after=cal.after.ece if cal else None,
         **scores(values, labels),
     )
+
+
+def reference_calibration(ref: np.ndarray, images: ImageSet, temperature: float, fitted: bool, out_dir: Path,
+                          title: str) -> dict:
+    """ECE of the PyTorch fp32 logits at T = 1 and at the checkpoint's ``temperature`` on the verification inputs,
+    and their reliability diagram, ``out_dir / RELIABILITY_PNG``. ``fitted``: the checkpoint has a temperature of
+    its own (else T = 1 and one curve is drawn)."""
+    from distill.plots import plot_reliability  # matplotlib only once there are figures to draw
+
+    cal = assess(ref, images.labels, temperature)
+    curves = [("T = 1", cal.before)]
+    if fitted:
+        curves.append((f"T = {temperature:.2f} (the checkpoint's)", cal.after))
+    plot_reliability([(f"PyTorch fp32, {len(images)} val inputs ({images.orientations} orientations)", curves)],
+                     out_dir / RELIABILITY_PNG, title)
+    return {**cal.to_json(), "fitted": fitted, "reliability": RELIABILITY_PNG}
 
 
 def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageSet | None, ref: np.ndarray | None,
@@ -180,5 +204,5 @@ def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageS
     if images is None or ref is None or not len(images):
         return Verification(status="not_run", reason="no validation images (pass --val ROOT)")
     return gate.apply(compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels,
-                              images.groups, pre.output_kind),
+                              images.groups, pre.output_kind, pre.temperature),
                       reference_bacc)

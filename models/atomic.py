@@ -14,11 +14,26 @@ from typing import Any
 from models.errors import InputError
 
 
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a writable directory or could be created as one, without creating anything (so that a
+    command that fails on its inputs leaves no empty directory behind)."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise InputError(f"{p}: output path exists and is not a directory")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise InputError(f"{p}: output directory is not writable")
+        return p
+    base = next(a for a in p.absolute().parents if a.exists())  # the filesystem root always exists
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        what = "a file" if not base.is_dir() else "not writable"
+        raise InputError(f"{p}: cannot create output directory ({base} is {what})")
+    return p
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and check it is a writable directory."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{p}: output path exists and is not a directory")
+    p = check_writable_dir(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -11,10 +11,19 @@ Geometry (deterministic, defined so a 20-line Kotlin port gives bit-identical re
 
 Pixel values stay float64 in [0, 255]; normalisation is ``(v / 255 - mean) / std``.
 For integer inputs, ``q = clip(rint(x / scale + zero_point))`` (round half to even, as numpy).
+
+Decoding (before the geometry; docs/robustness.md): an image over :func:`pixel_limit` pixels is refused with an
+``InputError``, and a JPEG whose short side is at least ``2 * DRAFT_MARGIN * size`` is decoded at 1/2, 1/4 or 1/8
+scale (libjpeg's DCT scaling) keeping a short side of at least ``DRAFT_MARGIN * size``, so a 50 MP photo never
+exists in memory at full size. Smaller images, and every image read by :func:`load_rgb` without ``min_side``, are
+decoded in full: their pixels are those of the plain decode.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,21 +40,50 @@ PREPROCESSING_SCHEMA_VERSION = 1
 OUTPUT_KINDS = ("logits", "probabilities")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The largest image decoded, in pixels (width x height): 150 MP admits a 12000 x 12000 scan or a 108 MP phone photo
+# and refuses decompression bombs (a 16000 x 16000 PNG is 0.5 MB on disk). The environment variable raises it.
+MAX_IMAGE_PIXELS = 150_000_000
+PIXEL_LIMIT_ENV = "SSDKD_MAX_IMAGE_PIXELS"
+# A reduced-scale JPEG decode keeps a short side of at least DRAFT_MARGIN x the target size, so the box average that
+# follows still spans at least DRAFT_MARGIN decoded pixels a side.
+DRAFT_MARGIN = 8
+_BAND_PIXELS = 1 << 22  # pixels converted to an RGB array at a time (bounds the copies a conversion needs)
+_PIL_LIMIT = threading.Lock()
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+def pixel_limit() -> int:
+    """The largest image :func:`load_rgb` decodes, in pixels: ``$SSDKD_MAX_IMAGE_PIXELS``, else
+    :data:`MAX_IMAGE_PIXELS`."""
+    raw = os.environ.get(PIXEL_LIMIT_ENV)
+    if raw is None:
+        return MAX_IMAGE_PIXELS
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise InputError(f"{PIXEL_LIMIT_ENV} must be a positive whole number of pixels, got {raw!r}")
+    return int(raw)
+
+
+def load_rgb(path: str | Path, *, min_side: int | None = None) -> np.ndarray:
     """Read an image file as an ``H x W x 3`` uint8 RGB array.
 
     Grayscale, palette, RGBA (composited on black is avoided: alpha is dropped) and 16-bit images are
-    converted instead of failing; a truncated or corrupt file raises ``InputError`` naming it.
+    converted instead of failing; a truncated or corrupt file, or one over :func:`pixel_limit` pixels, raises
+    ``InputError`` naming it. ``min_side``: the caller needs no more than this many pixels on the short side, so a
+    JPEG of at least twice that may be decoded at a reduced scale that keeps it.
     """
     path = Path(path)
+    limit = pixel_limit()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with _open(path) as im:
+                w, h = im.size
+                if w * h > limit:
+                    raise InputError(f"{path}: image is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                                     f"(set {PIXEL_LIMIT_ENV} to raise it)")
+                if min_side is not None and im.format == "JPEG" and min(w, h) >= 2 * min_side:
+                    im.draft(None, (min_side, min_side))
                 im.load()
-                im = ImageOps.exif_transpose(im)
+                ImageOps.exif_transpose(im, in_place=True)
                 return _to_rgb_array(im)
     except FileNotFoundError:
         raise InputError(f"{path}: image file not found") from None
@@ -53,19 +91,65 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: unreadable or corrupt image ({e})") from None
 
 
+def load_pixels(path: str | Path, size: int) -> np.ndarray:
+    """Image file -> ``size x size x 3`` float64 pixels (decoded at a reduced scale where that is allowed)."""
+    return resize_center_crop(load_rgb(path, min_side=DRAFT_MARGIN * size), size)
+
+
+def verify_image(path: str | Path) -> None:
+    """Raise ``InputError`` if ``path`` cannot be read: the pixel limit and a decode at the smallest scale (a JPEG
+    at 1/8 still entropy-decodes every coefficient, so truncation and corruption are found)."""
+    load_rgb(path, min_side=1)
+
+
+def _open(path: Path) -> Image.Image:
+    # PIL refuses an image over 2 x Image.MAX_IMAGE_PIXELS inside Image.open, before its size can be read: switch
+    # that check off for the open so that load_rgb's own limit applies, with its message. The lock keeps threads
+    # that open images at once from restoring each other's value.
+    with _PIL_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    """The image as ``H x W x 3`` uint8, converted a band of rows at a time: converting it whole would hold it
+    up to three more times at once (the converted image, PIL's byte string, the array)."""
+    w, h = im.size
+    convert = _band_converter(im)
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    rows = max(1, _BAND_PIXELS // max(w, 1))
+    for top in range(0, h, rows):
+        bottom = min(h, top + rows)
+        out[top:bottom] = convert(im.crop((0, top, w, bottom)))
+    return out
+
+
+def _band_converter(im: Image.Image):
+    """Band -> uint8 RGB rows; what depends on the whole image (a 16-bit image's peak) is read here, once."""
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        a = np.asarray(im).astype(np.float64)
-        peak = 65535.0 if a.max() > 255 else 255.0
-        a = np.clip(np.rint(a * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return np.repeat(a[..., None], 3, axis=2)
+        peak = 65535.0 if im.getextrema()[1] > 255 else 255.0
+
+        def gray16(band: Image.Image) -> np.ndarray:
+            a = np.asarray(band).astype(np.float64)
+            return _gray_to_rgb(np.clip(np.rint(a * (255.0 / peak)), 0, 255))
+
+        return gray16
     if im.mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        a = np.clip(np.rint(a * 255.0 if a.max() <= 1.0 else a), 0, 255).astype(np.uint8)
-        return np.repeat(a[..., None], 3, axis=2)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.asarray(im, dtype=np.uint8).copy()
+        unit = im.getextrema()[1] <= 1.0
+
+        def gray_float(band: Image.Image) -> np.ndarray:
+            a = np.asarray(band, dtype=np.float64)
+            return _gray_to_rgb(np.clip(np.rint(a * 255.0 if unit else a), 0, 255))
+
+        return gray_float
+    return lambda band: np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
+
+
+def _gray_to_rgb(a: np.ndarray) -> np.ndarray:
+    return np.repeat(a.astype(np.uint8)[..., None], 3, axis=2)
 
 
 def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -77,10 +161,11 @@ def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     k = s // size if s >= 2 * size else 1
     s = (s // k) * k
     top, left = (h - s) // 2, (w - s) // 2
-    sq = rgb[top : top + s, left : left + s].astype(np.int64)
+    sq = rgb[top : top + s, left : left + s]
     if k > 1:
         m = s // k
-        sq = sq.reshape(m, k, m, k, 3).sum(axis=(1, 3)).astype(np.float64) / float(k * k)
+        # Summed straight from the uint8 view (no widened copy of the square); the integer sums are exact.
+        sq = sq.reshape(m, k, m, k, 3).sum(axis=(1, 3), dtype=np.uint64).astype(np.float64) / float(k * k)
     else:
         sq = sq.astype(np.float64)
     return _bilinear(sq, size)
@@ -138,6 +223,9 @@ class Preprocessing:
     output_scale: float | None = None
     output_zero_point: int | None = None
     output_kind: str = "logits"  # one of OUTPUT_KINDS
+    # Calibration: clients show softmax(logits / temperature) (models.calibration fits it on the val split);
+    # 1.0 for a model without one. It never changes the argmax. Contracts written before it existed load as 1.0.
+    temperature: float = 1.0
     color: str = "RGB"
     resize: str = "center_crop_box_bilinear"
     model_file: str | None = None
@@ -174,6 +262,9 @@ class Preprocessing:
     def validate(self, source: str = "preprocessing") -> None:
         if self.output_kind not in OUTPUT_KINDS:
             raise InputError(f"{source}: output_kind must be {' or '.join(OUTPUT_KINDS)}, got {self.output_kind!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and t > 0):
+            raise InputError(f"{source}: temperature must be a finite number > 0, got {self.temperature!r}")
         if self.layout not in ("NCHW", "NHWC"):
             raise InputError(f"{source}: layout must be NCHW or NHWC, got {self.layout!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -189,7 +280,7 @@ class Preprocessing:
 
     def pixels(self, path: str | Path) -> np.ndarray:
         """Image file -> ``size x size x 3`` float64 pixels."""
-        return resize_center_crop(load_rgb(path), self.input_size)
+        return load_pixels(path, self.input_size)
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels (``size x size x 3`` or ``N x size x size x 3``) -> batched model input in this
@@ -209,13 +300,27 @@ class Preprocessing:
             return dequantize(output, self.output_scale, self.output_zero_point)
         return output.astype(np.float32)
 
-    def probabilities(self, output: np.ndarray) -> np.ndarray:
-        """Raw model output -> float32 class probabilities (softmax of logits, or the model's own softmax)."""
-        v = self.values(output)
-        return v if self.output_kind == "probabilities" else softmax(v).astype(np.float32)
+    def probabilities(self, output: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """Raw model output -> float32 class probabilities (softmax of logits, or the model's own softmax) at the
+        contract's ``temperature``, as the app shows them; ``calibrated=False``: at T = 1."""
+        return tempered(self.values(output), self.temperature if calibrated else 1.0, self.output_kind).astype(
+            np.float32)
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = logits - logits.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def tempered(values: np.ndarray, temperature: float, kind: str = "logits") -> np.ndarray:
+    """Class probabilities (last axis) at ``temperature`` from logits, ``softmax(z / T)``, or from a model's own
+    probabilities, ``p ** (1 / T)`` renormalised: the same numbers, as ``log p`` is ``z`` less a per-row constant
+    (a zero on an int8 output grid stays zero). At T = 1 probabilities are returned as they are."""
+    v = np.asarray(values, dtype=np.float64)
+    if kind == "logits":
+        return softmax(v / temperature)
+    if temperature == 1.0:
+        return v
+    p = np.clip(v, 0.0, None) ** (1.0 / temperature)
+    return p / p.sum(axis=-1, keepdims=True)

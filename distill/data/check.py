@@ -7,9 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from distill.data.records import LabeledImages, load_labeled_images
+from distill.data.records import LabeledImages, Record, load_labeled_images
 from models.errors import InputError
-from models.preprocessing import load_rgb
+from models.preprocessing import verify_image
 
 
 @dataclass
@@ -46,17 +46,10 @@ class DataReport:
 
 def check_data(root: str | Path, decode: bool = True, include_unk: bool = False,
                progress: bool = True) -> DataReport:
-    """Collect every problem (CSV rows, missing/corrupt images, empty classes) instead of stopping at one."""
+    """Collect every problem (CSV rows, missing/corrupt/oversized images, empty classes) instead of stopping at one."""
     ds: LabeledImages = load_labeled_images(root, include_unk=include_unk, skip_bad=True)
-    problems = list(ds.problems)
-    bad: set[str] = set()
-    if decode:
-        for r in tqdm(ds.records, desc="decoding images", unit="img", disable=not progress, leave=False):
-            try:
-                load_rgb(r.path)
-            except InputError as e:
-                problems.append(str(e))
-                bad.add(r.image_id)
+    bad = find_bad_images(ds.records, progress=progress) if decode else {}
+    problems = [*ds.problems, *bad.values()]
     records = [r for r in ds.records if r.image_id not in bad]
     counts = {c: 0 for c in ds.classes}
     for r in records:
@@ -64,3 +57,23 @@ def check_data(root: str | Path, decode: bool = True, include_unk: bool = False,
     problems += [f"{ds.root}: class {c} has no images" for c, n in counts.items() if n == 0]
     return DataReport(str(ds.root), ds.layout, list(ds.classes), len(records), counts,
                       len({r.group for r in records}), ds.excluded, problems)
+
+
+def find_bad_images(records: list[Record], *, progress: bool) -> dict[str, str]:
+    """``{image_id: problem}`` for every record whose image cannot be read (corrupt, truncated, over the pixel
+    limit), each decoded at the smallest scale that still checks all of it."""
+    bad: dict[str, str] = {}
+    for r in tqdm(records, desc="checking images", unit="img", disable=not progress, leave=False):
+        try:
+            verify_image(r.path)
+        except InputError as e:
+            bad[r.image_id] = str(e)
+    return bad
+
+
+def require_readable_images(records: list[Record], root: str | Path, *, progress: bool) -> None:
+    """Raise ``InputError`` naming the first image of ``records`` that cannot be read, and how many more."""
+    bad = list(find_bad_images(records, progress=progress).values())
+    if bad:
+        more = f" (and {len(bad) - 1} more; `ssdkd-distill check-data --data {root}` lists them)"
+        raise InputError(bad[0] + (more if len(bad) > 1 else ""))

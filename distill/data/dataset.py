@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from distill.data.records import Record
 from distill.data.transforms import normalize_tensor, train_augment
-from models.preprocessing import load_rgb, normalize, resize_center_crop
+from models.preprocessing import load_pixels, normalize
 
 
 class ImageDataset(Dataset):
@@ -35,7 +35,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         r = self.records[i]
-        pixels = resize_center_crop(load_rgb(r.path), self.size)
+        pixels = load_pixels(r.path, self.size)
         if self.augment is None:
             x = torch.from_numpy(normalize(pixels, self.mean, self.std).transpose(2, 0, 1).copy())
         else:

@@ -60,7 +60,7 @@ class _GramDistance(torch.autograd.Function):
     ``B x HW x C`` S (with grad) and T (constant).
 
     Written out with its gradient because autograd's own backward of these transposed batched products runs
-    through strided copies (3x slower here). With X = S + T, Y = S - T and the ``HW x HW`` products P = X X^T,
+    through strided copies. With X = S + T, Y = S - T and the ``HW x HW`` products P = X X^T,
     Q = Y Y^T, M = X Y^T: value ``<P, Q> + <M, M^T>``; d/dS = ``2 (Q + M) X + 2 (P + M^T) Y``.
     """
 

@@ -61,6 +61,8 @@ def test_accuracy_uses_each_sidecar_and_agrees_with_torch(host_results):
         acc = r["accuracy"]
         assert acc["n"] == 40 and 0 <= acc["balanced_accuracy"] <= 1
         assert set(acc["per_class_recall"]) == set(host_results.doc["model"]["labels"])
+        cal = acc["calibration"]  # the fixture checkpoint has no fitted temperature: T = 1 in every sidecar
+        assert cal["n"] == 40 and cal["temperature"] == 1.0 and 0 < cal["ece_before"] == cal["ece_after"] < 1
     assert _rows(host_results, "pytorch_fp32")[0]["accuracy"]["agreement_with_torch"] == 1.0
     assert _rows(host_results, "model_fp32.onnx")[0]["accuracy"]["agreement_with_torch"] >= 0.97
     assert _rows(host_results, "model_int8.onnx")[0]["accuracy"]["agreement_with_torch"] is not None
@@ -68,7 +70,7 @@ def test_accuracy_uses_each_sidecar_and_agrees_with_torch(host_results):
 
 def test_outputs_written_and_schema_valid(host_results):
     files = host_results.files
-    for key in ("json", "csv", "md", "latency", "pareto", "size_memory"):
+    for key in ("json", "csv", "md", "latency", "pareto", "size_memory", "reliability"):
         assert files[key].is_file() and files[key].stat().st_size > 0, key
     assert files["latency"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = json.loads(files["json"].read_text())
@@ -78,10 +80,10 @@ def test_outputs_written_and_schema_valid(host_results):
     assert doc["runtime_versions"]["onnxruntime"] and doc["settings"]["runs"] == FAST["runs"]
     assert doc["model"]["params"] > 0 and doc["model"]["macs"] > doc["model"]["params"]
     md = files["md"].read_text()
-    assert "| p50 / torch |" in md and "pytorch_fp32" in md and "load average" in md
+    assert "| p50 / torch |" in md and "pytorch_fp32" in md and "load average" in md and "| ECE T=1 → T |" in md
     header = files["csv"].read_text().splitlines()[0].split(",")
-    assert {"latency_p50_ms", "p50_ratio_to_torch", "memory_overall_peak_delta_mb", "accuracy_balanced_accuracy"} \
-        <= set(header)
+    assert {"latency_p50_ms", "p50_ratio_to_torch", "memory_overall_peak_delta_mb", "accuracy_balanced_accuracy",
+            "calibration_ece_before", "calibration_ece_after", "calibration_temperature"} <= set(header)
 
 
 @pytest.mark.slow

@@ -85,3 +85,50 @@ def test_log_latency_axis_labels_are_plain_numbers(tmp_path, monkeypatch) -> Non
     assert seen["scale"] == "log" and not seen["minor"]
     assert seen["major"] and all("10^" not in t and "times" not in t for t in seen["major"]), seen["major"]
     assert pareto_plot(_crowded_doc(), tmp_path / "pareto.png") is not None
+
+
+def _scored_doc(temperature: float) -> dict:
+    """Two artifacts scored by ``benchmarks.accuracy.metrics`` on an overconfident synthetic model."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from benchmarks.accuracy import EvalSet, metrics
+    from models.preprocessing import softmax
+
+    rng = np.random.default_rng(0)
+    labels = ("a", "b", "c")
+    logits = rng.normal(0.0, 4.0, (300, 3))
+    y = np.minimum((rng.random(300)[:, None] > np.cumsum(softmax(logits / 3.0), axis=1)).sum(1), 2)
+    evalset = EvalSet(Path("."), tuple(Path(f"{i}.jpg") for i in range(300)), tuple(labels[i] for i in y), None)
+    rows = []
+    for name, noise in (("model_fp32.onnx", 0.0), ("model_int8.tflite", 0.3)):
+        probs = softmax(logits + rng.normal(0.0, noise, logits.shape))
+        rows.append({**_row(name, "onnxruntime", "fp32", 1.0, 0.5),
+                     "accuracy": metrics(probs, evalset, labels, name, temperature=temperature)})
+    return {"settings": {"target": "host"}, "data": {"images": 300, "split": None}, "rows": rows}
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_reliability_plot_and_the_calibration_behind_it(tmp_path, monkeypatch, temperature: float) -> None:
+    import distill.plots
+    from benchmarks.plots import reliability_plot
+
+    doc = _scored_doc(temperature)
+    for r in doc["rows"]:
+        cal = r["accuracy"]["calibration"]
+        assert cal["temperature"] == temperature and len(cal["reliability_before"]["count"]) == cal["bins"] == 15
+        assert (cal["ece_after"] < 0.5 * cal["ece_before"]) if temperature != 1.0 else (
+            cal["ece_after"] == cal["ece_before"])
+    panels = []
+    real = distill.plots.plot_reliability
+
+    def recording(p, path, title):
+        panels.append(p)
+        return real(p, path, title)
+
+    monkeypatch.setattr(distill.plots, "plot_reliability", recording)
+    path = reliability_plot(doc, tmp_path / "reliability.png")
+    assert path.stat().st_size > 10_000
+    # a second panel at the artifacts' own temperature only when one was fitted; a curve per artifact in each
+    assert [len(curves) for _, curves in panels[0]] == ([2, 2] if temperature != 1.0 else [2])

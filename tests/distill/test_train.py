@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,17 @@ def teacher_run(tmp_path_factory, sample_root) -> Path:
 
 def test_teacher_run_dir_has_every_output(teacher_run: Path) -> None:
     for name in ("best.pt", "last.pt", "config.yaml", "split.json", "history.csv", "metrics.json",
-                 "confusion_matrix.png", "learning_curve.png", "ss_head/ss_head.pt"):
+                 "confusion_matrix.png", "learning_curve.png", "reliability.png", "ss_head/ss_head.pt"):
         assert (teacher_run / name).is_file(), name
     model, card = load_checkpoint(teacher_run / "best.pt")
     assert card.arch == "mobilenet_v2" and card.input_size == 48 and card.labels[0] == "MEL"
     assert card.training["stage"] == "teacher" and "CC BY-NC" in card.data["licence"]
     metrics = json.loads((teacher_run / "metrics.json").read_text())
     assert {"accuracy", "balanced_accuracy", "macro_auc", "confusion_matrix", "per_class"} <= set(metrics)
+    # the temperature fitted on the val split is in the card and metrics.json, and the contract takes it from the card
+    assert card.calibration == metrics["calibration"] and card.calibration["split"] == "val"
+    assert {"temperature", "ece_before", "ece_after", "n", "bins"} <= set(card.calibration)
+    assert card.calibration["n"] == metrics["n"] and card.preprocessing().temperature == card.temperature > 0
 
 
 @pytest.mark.slow
@@ -74,9 +79,41 @@ def test_ssd_kd_short_run_lowers_training_loss(teacher_run: Path, sample_root: P
 def test_every_baseline_runs_one_epoch(method: str, teacher_run: Path, sample_root: Path, tmp_path: Path) -> None:
     cfg = _cfg(sample_root, "student_optim.epochs=1", f"teacher.checkpoint={teacher_run}", f"loss.method={method}",
                "data.max_train_images=32")
-    stages.train_student(cfg, tmp_path)
+    metrics = stages.train_student(cfg, tmp_path)
     _, card = load_checkpoint(tmp_path / "best.pt")
     assert card.training["method"] == method and card.width == 0.35
+    assert card.calibration == metrics["calibration"] and (tmp_path / "reliability.png").is_file()
+
+
+def test_calibrate_an_existing_checkpoint_and_evaluate_reports_ece(teacher_run: Path, sample_root: Path,
+                                                                   tmp_path: Path, capsys) -> None:
+    from models.checkpoint import replace_card
+
+    _, card = load_checkpoint(teacher_run / "best.pt")
+    bare = replace_card(teacher_run / "best.pt", replace(card, calibration={}), tmp_path / "bare" / "best.pt")
+    split = str(teacher_run / "split.json")
+    assert distill_main(["evaluate", str(bare), "--data", str(sample_root), "--split", "val", "--split-file", split,
+                         "--out", str(tmp_path / "bare.json")]) == 0
+    assert "no fitted temperature, so T = 1" in capsys.readouterr().out
+    uncalibrated = json.loads((tmp_path / "bare.json").read_text())["calibration"]
+    assert uncalibrated["temperature"] == 1.0 and uncalibrated["ece_after"] == uncalibrated["ece_before"]
+
+    out = tmp_path / "calibrated" / "best.pt"
+    assert distill_main(["calibrate", str(bare), "--data", str(sample_root), "--split-file", split,
+                         "--out", str(out)]) == 0
+    assert f"-> {out}" in capsys.readouterr().out
+    model, calibrated = load_checkpoint(out)
+    assert calibrated.calibration == card.calibration  # the same fit as at the end of training
+    assert (out.parent / "reliability.png").is_file() and not list(out.parent.glob(".*"))
+    _, still_bare = load_checkpoint(bare)
+    assert still_bare.calibration == {}  # --out leaves the input alone
+    assert distill_main(["evaluate", str(out), "--data", str(sample_root), "--split", "val", "--split-file", split,
+                         "--out", str(tmp_path / "cal.json")]) == 0
+    assert f"at T = {card.temperature:.2f}" in capsys.readouterr().out
+    fitted = json.loads((tmp_path / "cal.json").read_text())["calibration"]
+    assert fitted["fitted"] and fitted["ece_after"] == pytest.approx(card.calibration["ece_after"])
+    assert distill_main(["calibrate", str(tmp_path / "none.pt"), "--data", str(sample_root)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
 
 
 def _cli(sample_root: Path, out: Path, *extra: str) -> list[str]:

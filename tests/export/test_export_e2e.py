@@ -4,12 +4,14 @@ contract. Shares the session fixture ``exported`` so the conversions run once.""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from export import export
 from export.calibration import read_split_images
 from export.formats import plan
 from export.verify import litert_runner, onnx_runner, run_artifact
@@ -46,12 +48,37 @@ def test_layout_and_report(exported):
         assert set(a["verification"]) >= {"status", "reason", "agreement", "max_abs_dsoftmax", "mean_l1_dsoftmax",
                                           "accuracy", "balanced_accuracy", "n_images"}
     assert 0 <= d["reference"]["balanced_accuracy"] <= 1 and d["reference"]["n_images"] > 30
+    # calibration figures: the fixture checkpoint has no fitted temperature, so T = 1 and one curve
+    cal = d["reference"]["calibration"]
+    assert not cal["fitted"] and cal["temperature"] == 1.0 and 0 < cal["ece_before"] == cal["ece_after"] < 1
+    assert (out / cal["reliability"]).is_file()
+    for a in d["artifacts"]:
+        if a["runtime"] != "coreml":
+            assert 0 < a["verification"]["ece_before"] < 1 and a["verification"]["ece_after"] is not None
     # calibration (train) and verification (val) are disjoint splits of the same split file
     assert d["settings"]["calib"]["split"] == "train" and d["settings"]["val"]["split"] == "val"
     # int8 really is smaller
     size = {a["file"]: a["size_bytes"] for a in d["artifacts"]}
     assert size["model_int8.tflite"] < 0.45 * size["model_fp32.tflite"]
     assert size["model_int8.onnx"] < 0.45 * size["model_fp32.onnx"]
+
+
+def test_a_calibrated_checkpoint_exports_its_temperature(export_checkpoint, tmp_path):
+    from distill.stages import calibrate_checkpoint
+
+    _, card = load_checkpoint(export_checkpoint)
+    shutil.copy(export_checkpoint.parent / card.data["split_file"], tmp_path / card.data["split_file"])
+    record = calibrate_checkpoint(export_checkpoint, card.data["root"], out=tmp_path / "best.pt")
+    report = export(tmp_path / "best.pt", targets="onnx", out_dir=tmp_path / "out", val_size=None, verbose=False)
+    pre = Preprocessing.load(report.out_dir / report.artifact("model_fp32.onnx").preprocessing)
+    assert pre.temperature == record["temperature"] != 1.0
+    cal = report.reference["calibration"]
+    assert cal["fitted"] and cal["temperature"] == record["temperature"] and cal["ece_after"] != cal["ece_before"]
+    # the temperature moves the calibration error, never the argmax: fp32 still agrees with PyTorch everywhere
+    v = report.artifact("model_fp32.onnx").verification
+    assert v.status == "passed" and v.agreement == 1.0 and v.balanced_accuracy == report.reference["balanced_accuracy"]
+    assert v.ece_after == pytest.approx(cal["ece_after"], abs=1e-3) and v.ece_before != v.ece_after
+    assert f"T = {record['temperature']:.3f} (the checkpoint's" in report.table()
 
 
 def test_fp32_artifacts_match_pytorch_exactly(exported):

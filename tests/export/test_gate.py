@@ -173,6 +173,25 @@ def test_probability_outputs_are_compared_as_probabilities():
         Preprocessing.from_json({**pre.to_json(), "output_kind": "scores"}, "p.json")
 
 
+def test_a_temperature_changes_neither_the_argmax_nor_the_gate() -> None:
+    from models.preprocessing import softmax
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0.0, 3.0, (400, 8))
+    # an overconfident model: its labels come from softmax(ref / 3), not softmax(ref)
+    labels = np.minimum((rng.random(len(ref))[:, None] > np.cumsum(softmax(ref / 3.0), axis=1)).sum(1), 7)
+    noisy = ref + rng.normal(0.0, 0.5, ref.shape)
+    for values, kind in ((noisy, "logits"), (softmax(noisy), "probabilities")):
+        plain, hot = (compare(values, ref, labels, output_kind=kind, temperature=t) for t in (1.0, 3.0))
+        for v in (plain, hot):
+            Gate(min_agreement=0.9).apply(v, 0.7)
+        for field in ("status", "reason", "agreement", "tied_top1", "accuracy", "balanced_accuracy",
+                      "bacc_change_ci", "max_abs_dsoftmax", "mean_l1_dsoftmax"):
+            assert getattr(plain, field) == getattr(hot, field), (kind, field)
+        assert plain.status == "failed" and plain.ece_before == hot.ece_before
+        assert plain.ece_after == plain.ece_before and hot.ece_after < 0.5 * hot.ece_before, kind
+
+
 def test_tflite_power_ratio_is_reported_in_db() -> None:
     from export.drift import power_ratio_db
 

@@ -3,11 +3,14 @@ package org.ssdkd.demo.core
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import kotlin.math.exp
+import kotlin.math.max
+import kotlin.math.pow
 
 /** One ranked class. */
 data class Prediction(val index: Int, val label: String, val probability: Float)
 
-/** Model output -> values -> probabilities -> top-k, as `Preprocessing.values` and `probabilities` do in Python. */
+/** Model output -> values -> probabilities -> top-k, as `Preprocessing.values`, `probabilities` and `tempered` do in
+ * Python. */
 object Postprocessing {
     /** `((code - zero_point) * scale)` in float64, then float32 (`dequantize`). */
     fun dequantize(codes: IntArray, q: QuantParams): FloatArray =
@@ -28,17 +31,31 @@ object Postprocessing {
         }
     }
 
-    /** Raw output tensor bytes (batch 1) -> class probabilities (softmax of logits, or the model's own softmax). */
-    fun probabilities(output: ByteBuffer, config: PreprocessingConfig): FloatArray {
-        val v = values(output, config)
-        return if (config.outputKind == OutputKind.PROBABILITIES) v else softmax(v)
+    /** Raw output tensor bytes (batch 1) -> calibrated class probabilities: softmax of logits, or the model's own
+     * softmax, at the contract's temperature. */
+    fun probabilities(output: ByteBuffer, config: PreprocessingConfig): FloatArray =
+        tempered(values(output, config), config.temperature, config.outputKind)
+
+    /**
+     * Class probabilities at [temperature]: `softmax(logits / T)`, or from a model's own probabilities `p^(1/T)`
+     * renormalised -- the same numbers, as `log p` is the logits less a constant (a zero on an int8 grid stays
+     * zero). At T = 1 probabilities are returned as they are. No argmax changes at any T > 0.
+     */
+    fun tempered(values: FloatArray, temperature: Double, kind: OutputKind): FloatArray = when {
+        kind == OutputKind.LOGITS -> softmax(values, temperature)
+        temperature == 1.0 -> values
+        else -> {
+            val p = DoubleArray(values.size) { max(values[it].toDouble(), 0.0).pow(1.0 / temperature) }
+            val sum = p.sum()
+            FloatArray(values.size) { (p[it] / sum).toFloat() }
+        }
     }
 
-    /** Numerically stable softmax (float64 accumulation). */
-    fun softmax(logits: FloatArray): FloatArray {
+    /** Numerically stable `softmax(logits / temperature)` (float64 accumulation). */
+    fun softmax(logits: FloatArray, temperature: Double = 1.0): FloatArray {
         require(logits.isNotEmpty()) { "softmax of an empty vector" }
         val max = logits.max().toDouble()
-        val e = DoubleArray(logits.size) { exp(logits[it].toDouble() - max) }
+        val e = DoubleArray(logits.size) { exp((logits[it].toDouble() - max) / temperature) }
         val sum = e.sum()
         return FloatArray(logits.size) { (e[it] / sum).toFloat() }
     }

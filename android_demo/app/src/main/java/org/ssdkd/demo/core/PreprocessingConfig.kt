@@ -3,6 +3,7 @@ package org.ssdkd.demo.core
 import org.json.JSONArray
 import org.json.JSONException
 import org.json.JSONObject
+import java.util.Locale
 
 /** Element types `preprocessing.json` may name for the model input and output. */
 enum class TensorType(val jsonName: String, val byteSize: Int, val minCode: Int, val maxCode: Int) {
@@ -56,6 +57,8 @@ class PreprocessingConfig(
     val outputType: TensorType,
     val outputQuant: QuantParams?,
     val outputKind: OutputKind,
+    /** Softmax temperature fitted on the val split: the app shows softmax(logits / T); 1.0 when none was fitted. */
+    val temperature: Double,
     val modelFile: String,
 ) {
     /** Number of elements of one input image tensor (batch 1). */
@@ -64,7 +67,8 @@ class PreprocessingConfig(
     override fun toString(): String =
         "${inputSize}x$inputSize $layout, input ${inputType.jsonName}" +
             (inputQuant?.let { " (scale ${it.scale}, zero-point ${it.zeroPoint})" } ?: "") +
-            ", output ${outputType.jsonName} ${outputKind.jsonName}, ${labels.size} classes"
+            ", output ${outputType.jsonName} ${outputKind.jsonName}, ${labels.size} classes, " +
+            if (temperature == 1.0) "uncalibrated (T = 1)" else "calibrated (T = ${"%.2f".format(Locale.US, temperature)})"
 
     companion object {
         const val SCHEMA_VERSION = 1
@@ -128,8 +132,19 @@ class PreprocessingConfig(
                 outputType = outputType,
                 outputQuant = quant(o, "output", outputType, source),
                 outputKind = outputKind,
+                temperature = temperature(o, source),
                 modelFile = modelFile,
             )
+        }
+
+        /** Absent (a contract written before calibration existed) means 1.0, as in Python. */
+        private fun temperature(o: JSONObject, source: String): Double {
+            if (!o.has("temperature")) return 1.0
+            val t = o.get("temperature")
+            if (t !is Number || t.toDouble().isNaN() || t.toDouble().isInfinite() || t.toDouble() <= 0.0) {
+                throw ConfigException("$source: temperature must be a finite number > 0, got $t")
+            }
+            return t.toDouble()
         }
 
         private fun expect(o: JSONObject, field: String, allowed: String, source: String) {

@@ -8,14 +8,16 @@ import org.junit.Test
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
-/** Output -> values -> probabilities -> top-k must match `Preprocessing.values` / `probabilities` + a stable argsort. */
+/** Output -> values -> calibrated probabilities -> top-k must match `Preprocessing.values` / `probabilities` (at the
+ * contract's temperature) + a stable argsort. */
 class PostprocessingGoldenTest {
     private val cases = Golden.objects(Golden.manifest.getJSONArray("postprocessing"))
 
-    private fun config(dtype: String, kind: String): PreprocessingConfig = PreprocessingConfig.parse(
-        JSONObject(Golden.manifest.getJSONObject("preprocessing").toString())
-            .put("output_dtype", dtype).put("output_kind", kind).toString(),
-    )
+    private fun config(dtype: String, kind: String, temperature: Double = 1.0): PreprocessingConfig =
+        PreprocessingConfig.parse(
+            JSONObject(Golden.manifest.getJSONObject("preprocessing").toString())
+                .put("output_dtype", dtype).put("output_kind", kind).put("temperature", temperature).toString(),
+        )
 
     @Test
     fun goldenHasFloatAndQuantizedCases() {
@@ -23,6 +25,10 @@ class PostprocessingGoldenTest {
         assertTrue("cases: $dtypes", "float32" in dtypes && ("int8" in dtypes || "uint8" in dtypes))
         val kinds = cases.map { it.getString("output_kind") }.toSet()
         assertTrue("kinds: $kinds", "logits" in kinds && Golden.config.outputKind.jsonName in kinds)
+        // the manifest's contract has a fitted temperature, so the cases below prove the app applies it
+        assertTrue("temperature ${Golden.config.temperature}", Golden.config.temperature != 1.0)
+        val tempered = cases.filter { it.getDouble("temperature") != 1.0 }.map { it.getString("output_kind") }.toSet()
+        assertEquals(setOf("logits", Golden.config.outputKind.jsonName), tempered)
     }
 
     @Test
@@ -65,11 +71,27 @@ class PostprocessingGoldenTest {
     }
 
     @Test
+    fun theContractsTemperatureCalibratesButNeverReorders() {
+        val buf = ByteBuffer.allocateDirect(12).order(ByteOrder.nativeOrder())
+        buf.putFloat(1.5f).putFloat(-2f).putFloat(0.25f)
+        val hot = Postprocessing.probabilities(buf, config("float32", "logits", 2.0))
+        assertArrayEquals(Postprocessing.softmax(floatArrayOf(0.75f, -1f, 0.125f)), hot, 1e-7f)
+        val plain = Postprocessing.probabilities(buf, config("float32", "logits"))
+        assertTrue("T = 2 flattens: ${hot[0]} < ${plain[0]}", hot[0] < plain[0])
+        assertArrayEquals(Postprocessing.topK(plain, 3), Postprocessing.topK(hot, 3))
+        // the same numbers from a model's own softmax: p^(1/T) renormalised is softmax(logits / T)
+        val p = Postprocessing.softmax(floatArrayOf(1.5f, -2f, 0.25f))
+        assertArrayEquals(hot, Postprocessing.tempered(p, 2.0, OutputKind.PROBABILITIES), 1e-6f)
+        assertArrayEquals(p, Postprocessing.tempered(p, 1.0, OutputKind.PROBABILITIES), 0f)
+    }
+
+    @Test
     fun probabilitiesAndTopKMatchPython() {
         for (case in cases) {
             val name = case.getString("name")
             val values = Golden.floats(case.getJSONArray("values"))
-            val probs = if (case.getString("output_kind") == "probabilities") values else Postprocessing.softmax(values)
+            val kind = OutputKind.fromJson(case.getString("output_kind"), "$name: output_kind")
+            val probs = Postprocessing.tempered(values, case.getDouble("temperature"), kind)
             assertArrayEquals(name, Golden.floats(case.getJSONArray("probabilities")), probs, 1e-6f)
             val k = case.getInt("top_k")
             assertArrayEquals(name, Golden.ints(case.getJSONArray("top_indices")), Postprocessing.topK(probs, k))

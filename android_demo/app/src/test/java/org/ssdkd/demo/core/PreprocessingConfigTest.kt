@@ -47,6 +47,14 @@ class PreprocessingConfigTest {
     }
 
     @Test
+    fun temperatureDefaultsToOne() {
+        assertEquals(Golden.manifest.getJSONObject("preprocessing").getDouble("temperature"),
+            PreprocessingConfig.parse(golden().toString()).temperature, 0.0)
+        assertEquals(1.0, PreprocessingConfig.parse(golden().apply { remove("temperature") }.toString()).temperature, 0.0)
+        assertTrue(PreprocessingConfig.parse(golden().put("temperature", 1.0).toString()).toString().contains("uncalibrated"))
+    }
+
+    @Test
     fun floatModelNeedsNoQuantization() {
         val j = golden().put("input_dtype", "float32").put("output_dtype", "float32")
             .put("input_scale", JSONObject.NULL).put("input_zero_point", JSONObject.NULL)
@@ -77,6 +85,9 @@ class PreprocessingConfigTest {
         assertRejected(golden().put("labels", JSONArray()).toString(), "labels")
         assertRejected(golden().put("output_kind", "scores").toString(), "output_kind", "scores", "logits")
         assertRejected(golden().put("color", "BGR").toString(), "color")
+        for (bad in listOf<Any>(0, -1.5, "2", JSONObject.NULL)) {
+            assertRejected(golden().put("temperature", bad).toString(), "temperature must be a finite number > 0")
+        }
     }
 
     @Test
