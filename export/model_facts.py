@@ -23,8 +23,8 @@ CARD_METRICS = (("accuracy", "accuracy", "{:.1%}"), ("balanced_accuracy", "balan
 
 
 def temperature(pre: Preprocessing) -> float:
-    """The contract's softmax temperature; 1.0 (uncalibrated) for contracts that have none."""
-    return float(getattr(pre, "temperature", 1.0))
+    """The contract's softmax temperature (1.0: uncalibrated)."""
+    return float(pre.temperature)
 
 
 def name(card: ModelCard) -> str:

@@ -82,7 +82,8 @@ def test_mediapipe_normalises_and_labels_from_the_metadata(clients, sample_root)
     (mp, _, _, _), classifier, ours, pre = clients
     dp = []
     for image_path in _images(sample_root):
-        pixels = np.clip(np.rint(pre.pixels(image_path)), 0, 255).astype(np.uint8)  # already the model's size
+        # already the model's size; C order, as mp.Image ignores strides (it would read a transposed view's rows)
+        pixels = np.ascontiguousarray(np.clip(np.rint(pre.pixels(image_path)), 0, 255).astype(np.uint8))
         theirs = _scores(classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=pixels)), pre.labels)
         dp.append(np.abs(theirs - ours(pixels.astype(np.float64))).max())
     # so MediaPipe's top-1 is the project's wherever the project's lead exceeds 2 * MAX_DP
