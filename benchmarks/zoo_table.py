@@ -35,8 +35,9 @@ def repo_relative(path: str | Path) -> str:
     """``path`` (absolute, or relative to the working directory) relative to the repo root, in posix form.
 
     results.json is committed: an absolute path would name the directories of the machine that measured it.
+    Lexical, not ``resolve()``: ``../shared`` is often a symlink, and its target names this machine again.
     """
-    return Path(os.path.relpath(Path(path).resolve(), REPO)).as_posix()
+    return Path(os.path.relpath(os.path.abspath(path), REPO)).as_posix()
 
 
 def _int8_fidelity(report: ExportReport, file: str) -> dict:

@@ -23,7 +23,8 @@ def test_crash_mid_write_leaves_no_final_file(export_checkpoint, tmp_path, monke
     row = report.artifact("model_fp32.onnx")
     assert row.verification.status == "failed" and "disk full" in row.verification.reason
     assert not (out / "model_fp32.onnx").exists() and not (out / "model_fp32.preprocessing.json").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "labels.txt"]  # no temp leftovers
+    # no temp leftovers; the reference's reliability diagram is the PyTorch model's, written before any target
+    assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "labels.txt", "reliability.png"]
     assert json.loads((out / "export_report.json").read_text())["artifacts"][0]["verification"]["status"] == "failed"
     assert main([str(export_checkpoint), "--target", "onnx", "--out", str(out), "-q"]) == 1
 
