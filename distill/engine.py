@@ -325,25 +325,26 @@ def _train_epoch(model: nn.Module, loader: DataLoader, opt: torch.optim.Optimize
     sums: dict[str, float] = {}
     n = 0
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not dist.is_main, dynamic_ncols=True)
-    for x, y in bar:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, runtime):
-            terms = model(x, y)
-        for k, v in terms.items():
-            if not torch.isfinite(v.detach()).all():
-                raise TrainingDiverged(f"loss term {k!r} became {v.item()} ({desc}, batch {n + 1}); "
-                                       f"the run stopped, last.pt keeps the previous epoch")
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        opt.step()
-        sched.after_step()
-        n += 1
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        bar.set_postfix(loss=f"{sums['total'] / n:.3f}", img_s=f"{n * x.shape[0] / (time.perf_counter() - t0):.0f}")
+    # closed on any exit, so that a Ctrl-C or SIGTERM message is not followed by the bar redrawn at shutdown
+    with tqdm(loader, desc=desc, unit="batch", leave=False, disable=not dist.is_main, dynamic_ncols=True) as bar:
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if runtime.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, runtime):
+                terms = model(x, y)
+            for k, v in terms.items():
+                if not torch.isfinite(v.detach()).all():
+                    raise TrainingDiverged(f"loss term {k!r} became {v.item()} ({desc}, batch {n + 1}); "
+                                           f"the run stopped, last.pt keeps the previous epoch")
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            opt.step()
+            sched.after_step()
+            n += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            bar.set_postfix(loss=f"{sums['total'] / n:.3f}", img_s=f"{n * x.shape[0] / (time.perf_counter() - t0):.0f}")
     if n == 0:
         raise InputError("the training split is smaller than one batch; lower the batch size")
     return {k: all_mean(v / n, dist) for k, v in sums.items()}
