@@ -7,7 +7,8 @@ import argparse
 import json
 import sys
 
-from distill.config import METHODS, load_config
+from distill.config import load_config
+from distill.methods import METHODS
 from models.errors import run_cli
 
 ABLATIONS = {  # switch -> config override (turns one SSD-KD term off)
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "teacher":
             s.add_argument("--teacher", help="teacher checkpoint (best.pt or its run dir)")
         if name == "student":
-            s.add_argument("--method", choices=METHODS, help="distillation method (overrides loss.method)")
+            s.add_argument("--method", choices=list(METHODS), help="distillation method (overrides loss.method)")
             s.add_argument("--ss-head", help="teacher SS head (default: TEACHER_RUN/ss_head/ss_head.pt)")
             for flag in ABLATIONS:
                 s.add_argument(f"--{flag.replace('_', '-')}", action="store_true",

@@ -18,10 +18,10 @@ import yaml
 
 from distill.data.transforms import AUGMENTATIONS
 from distill.losses import DKDWeights, KDWeights, RKDWeights, SSDKDWeights
+from distill.methods import method_named
 from distill.teacher_runtime import check_teacher_runtime
 from models.errors import InputError
 
-METHODS = ("ssd-kd", "d-kd", "kd", "rkd", "scratch")
 # The names distill.engine's builder tables accept (engine imports this module, so the names live here and a test
 # checks the tables match).
 OPTIMIZERS = ("sgd", "adamw")
@@ -72,11 +72,16 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    method: str = "ssd-kd"
+    method: str = "ssd-kd"  # a name in distill.methods.METHODS; its row's config_key names its weights' section
     ssd_kd: SSDKDWeights = field(default_factory=SSDKDWeights)
     d_kd: DKDWeights = field(default_factory=DKDWeights)
     kd: KDWeights = field(default_factory=KDWeights)
     rkd: RKDWeights = field(default_factory=RKDWeights)
+
+    def weights(self) -> Any:
+        """The weights dataclass of ``method`` (None for a method without weights)."""
+        key = method_named(self.method).config_key
+        return None if key is None else getattr(self, key)
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def validate(self) -> Config:
-        if self.loss.method not in METHODS:
-            raise InputError(f"loss.method: unknown method {self.loss.method!r}; expected one of {', '.join(METHODS)}")
+        method_named(self.loss.method)  # an unknown name is the one-line error
         check_teacher_runtime(self.runtime.teacher_runtime)
         if self.data.image_size < 32:
             raise InputError(f"data.image_size must be >= 32, got {self.data.image_size}")

@@ -190,6 +190,52 @@ def _rng_state() -> dict:
             "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2])}
 
 
+@dataclass(frozen=True)
+class _Loop:
+    """What stays fixed through one :func:`fit`: its arguments, and the optimizer with its schedule."""
+
+    task: nn.Module
+    train_set: Dataset
+    val_set: Dataset
+    optim: OptimConfig
+    run_dir: Path
+    evaluate: Callable[[nn.Module, DataLoader, torch.device], dict]
+    save_best: Callable[[nn.Module, dict, int], None]
+    seed: int
+    runtime: RuntimeConfig
+    dist: DistInfo
+    device: torch.device
+    num_workers: int
+    desc: str
+    opt: torch.optim.Optimizer
+    sched: LRSchedule
+
+
+@dataclass
+class _Progress:
+    """Where a run stands after its last finished epoch: what ``last.pt`` records and ``--resume`` restores."""
+
+    next_epoch: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = -1  # 0-based; -1 until the first validation
+    bad_epochs: int = 0  # epochs since the best one
+    history: list[dict] = field(default_factory=list)
+
+    def patience_spent(self, early_stop: int) -> bool:
+        """``early_stop`` epochs in a row without a better validation loss (0: never)."""
+        return self.best_epoch >= 0 and early_stop > 0 and self.bad_epochs >= early_stop
+
+    def record(self, epoch: int, val_loss: float) -> bool:
+        """Count a validated epoch; True when its loss is the best so far."""
+        self.next_epoch = epoch + 1
+        improved = val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
 def fit(
     task: nn.Module,
     train_set: Dataset,
@@ -220,67 +266,100 @@ def fit(
     # The loader's length (per rank, after drop_last) is the same every epoch; only its shuffle seed changes.
     steps_per_epoch = len(_train_loader(train_set, optim.batch_size, seed, dist, num_workers, 0))
     opt, sched = make_optimizer(params, optim, steps_per_epoch)
-    last = run_dir / "last.pt"
-    start_epoch, best_loss, best_epoch, bad_epochs, history = 0, math.inf, -1, 0, []
-    if resume and last.is_file():
-        state = _load_resume_state(last, task, opt, sched)
-        start_epoch, best_loss, best_epoch = state["epoch"] + 1, state["best_val_loss"], state["best_epoch"]
-        bad_epochs, history = state["bad_epochs"], _read_history(run_dir / "history.csv")[: start_epoch]
-        if dist.is_main:
-            print(f"resuming {desc} from epoch {start_epoch} (best val loss {best_loss:.4f} at epoch {best_epoch})")
-    elif resume and dist.is_main:
-        warn(f"--resume: {last} not found, so {desc} starts from the first epoch")
+    loop = _Loop(task, train_set, val_set, optim, run_dir, evaluate, save_best, seed, runtime, dist, device,
+                 num_workers, desc, opt, sched)
+    progress = _restore(loop, resume=resume)
     if on_start is not None:
         on_start()
     model = DistributedDataParallel(task) if dist.enabled else task
     stopped_early = False
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, optim.epochs):
-        if best_epoch >= 0 and optim.early_stop and bad_epochs >= optim.early_stop:
+    for epoch in range(progress.next_epoch, optim.epochs):
+        if progress.patience_spent(optim.early_stop):
             stopped_early = True
             break
-        epoch_seed = seed * 1000 + epoch
-        seed_everything(epoch_seed)
-        loader = _train_loader(train_set, optim.batch_size, epoch_seed, dist, num_workers, epoch)
-        t0 = time.perf_counter()
-        with worker_errors():
-            terms = _train_epoch(model, loader, opt, sched, device, runtime, dist,
-                                 f"{desc} {epoch + 1}/{optim.epochs}")
-        train_seconds = time.perf_counter() - t0
-        val_loader = DataLoader(val_set, batch_size=optim.batch_size, shuffle=False, num_workers=num_workers)
-        task.eval()
-        with torch.no_grad(), autocast(device, runtime), worker_errors():
-            val = evaluate(task, val_loader, device)
-        val_loss = val["val_loss"]
-        if not math.isfinite(val_loss):
-            raise TrainingDiverged(
-                f"validation loss became {val_loss} at epoch {epoch + 1}; last.pt keeps epoch {epoch}"
-            )
-        sched.after_epoch(val_loss)
-        improved = val_loss < best_loss
-        if improved:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-            if dist.is_main:
-                save_best(task, val, epoch)
-        else:
-            bad_epochs += 1
-        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": terms["total"],
-               **{f"train_{k}": v for k, v in terms.items() if k != "total"},
-               **{k if k.startswith("val_") else f"val_{k}": v for k, v in val.items() if isinstance(v, float | int)},
-               "images_per_s": len(train_set) / train_seconds, "best": improved}
-        history.append(row)
-        if dist.is_main:
-            _write_history(run_dir / "history.csv", history)
-            state = {"task": task.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch, "best_val_loss": best_loss, "best_epoch": best_epoch,
-                     "bad_epochs": bad_epochs, "rng": _rng_state()}
-            atomic_save(last, lambda tmp, s=state: torch.save(s, tmp))
-            tqdm.write(f"{desc} epoch {epoch + 1}: train {terms['total']:.4f}  val loss {val_loss:.4f}  "
-                       + "  ".join(f"{k} {v:.3f}" for k, v in val.items() if k in ("accuracy", "balanced_accuracy"))
-                       + ("  *" if improved else ""))
-        barrier(dist)
+        terms, train_seconds = _train_reseeded(loop, model, epoch)
+        val = _validate(loop, epoch)
+        _end_epoch(loop, progress, epoch, terms, train_seconds, val)
     sync = params_in_sync(task, dist) if dist.enabled else None
-    return FitResult(best_epoch + 1, best_loss, epoch + 1, stopped_early, history, sync)
+    return FitResult(progress.best_epoch + 1, progress.best_val_loss, progress.next_epoch, stopped_early,
+                     progress.history, sync)
+
+
+def _restore(loop: _Loop, *, resume: bool) -> _Progress:
+    """With ``resume`` and a ``last.pt``, the progress it records, its states loaded into the task, optimizer and
+    schedule; otherwise a first epoch's."""
+    last = loop.run_dir / "last.pt"
+    if not (resume and last.is_file()):
+        if resume and loop.dist.is_main:
+            warn(f"--resume: {last} not found, so {loop.desc} starts from the first epoch")
+        return _Progress()
+    state = _load_resume_state(last, loop.task, loop.opt, loop.sched)
+    start = state["epoch"] + 1
+    progress = _Progress(start, state["best_val_loss"], state["best_epoch"], state["bad_epochs"],
+                         _read_history(loop.run_dir / "history.csv")[:start])
+    if loop.dist.is_main:
+        print(f"resuming {loop.desc} from epoch {start} (best val loss {progress.best_val_loss:.4f} at epoch "
+              f"{progress.best_epoch})")
+    return progress
+
+
+def _train_reseeded(loop: _Loop, model: nn.Module, epoch: int) -> tuple[dict[str, float], float]:
+    """One epoch of training with every RNG and the shuffle seeded from ``(seed, epoch)``, so that an epoch replayed
+    after a kill draws the same batches; the epoch's mean loss terms and its seconds."""
+    epoch_seed = loop.seed * 1000 + epoch
+    seed_everything(epoch_seed)
+    loader = _train_loader(loop.train_set, loop.optim.batch_size, epoch_seed, loop.dist, loop.num_workers, epoch)
+    t0 = time.perf_counter()
+    with worker_errors():
+        terms = _train_epoch(model, loader, loop.opt, loop.sched, loop.device, loop.runtime, loop.dist,
+                             f"{loop.desc} {epoch + 1}/{loop.optim.epochs}")
+    return terms, time.perf_counter() - t0
+
+
+def _validate(loop: _Loop, epoch: int) -> dict:
+    """``evaluate`` on the validation split in eval mode; a non-finite loss stops the run before ``last.pt`` is
+    replaced."""
+    loader = DataLoader(loop.val_set, batch_size=loop.optim.batch_size, shuffle=False, num_workers=loop.num_workers)
+    loop.task.eval()
+    with torch.no_grad(), autocast(loop.device, loop.runtime), worker_errors():
+        val = loop.evaluate(loop.task, loader, loop.device)
+    if not math.isfinite(val["val_loss"]):
+        raise TrainingDiverged(
+            f"validation loss became {val['val_loss']} at epoch {epoch + 1}; last.pt keeps epoch {epoch}"
+        )
+    return val
+
+
+def _end_epoch(loop: _Loop, progress: _Progress, epoch: int, terms: dict[str, float], train_seconds: float,
+               val: dict) -> None:
+    """After validation: step an epoch schedule, keep the best (``save_best``), add the history row and, on rank 0,
+    write ``history.csv`` and ``last.pt`` and log the epoch."""
+    loop.sched.after_epoch(val["val_loss"])
+    improved = progress.record(epoch, val["val_loss"])
+    if improved and loop.dist.is_main:
+        loop.save_best(loop.task, val, epoch)
+    progress.history.append({
+        "epoch": epoch + 1, "lr": loop.opt.param_groups[0]["lr"], "train_loss": terms["total"],
+        **{f"train_{k}": v for k, v in terms.items() if k != "total"},
+        **{k if k.startswith("val_") else f"val_{k}": v for k, v in val.items() if isinstance(v, float | int)},
+        "images_per_s": len(loop.train_set) / train_seconds, "best": improved,
+    })
+    if loop.dist.is_main:
+        _save_progress(loop, progress, epoch)
+        tqdm.write(f"{loop.desc} epoch {epoch + 1}: train {terms['total']:.4f}  val loss {val['val_loss']:.4f}  "
+                   + "  ".join(f"{k} {v:.3f}" for k, v in val.items() if k in ("accuracy", "balanced_accuracy"))
+                   + ("  *" if improved else ""))
+    barrier(loop.dist)
+
+
+def _save_progress(loop: _Loop, progress: _Progress, epoch: int) -> None:
+    """``history.csv``, then ``last.pt``, each replaced atomically: a kill at any moment leaves a state that
+    ``--resume`` continues from (history rows past ``last.pt``'s epoch are dropped on resume)."""
+    _write_history(loop.run_dir / "history.csv", progress.history)
+    state = {"task": loop.task.state_dict(), "optimizer": loop.opt.state_dict(), "scheduler": loop.sched.state_dict(),
+             "epoch": epoch, "best_val_loss": progress.best_val_loss, "best_epoch": progress.best_epoch,
+             "bad_epochs": progress.bad_epochs, "rng": _rng_state()}
+    atomic_save(loop.run_dir / "last.pt", lambda tmp: torch.save(state, tmp))
 
 
 RESUME_KEYS = ("task", "optimizer", "scheduler", "epoch", "best_val_loss", "best_epoch", "bad_epochs")

@@ -28,6 +28,7 @@ from distill.distributed import DistInfo, init_distributed
 from distill.engine import FitResult, fit, resolve_device, seed_everything
 from distill.heads import SSHead
 from distill.losses import class_weights_from_counts, weighted_cross_entropy
+from distill.methods import METHODS
 from distill.metrics import classification_metrics
 from distill.plots import plot_confusion, plot_learning_curves, plot_reliability
 from distill.tasks import DistillTask, SSHeadTask, SupervisedTask
@@ -342,11 +343,12 @@ def load_ss_head(path: Path, feature_dim: int) -> SSHead:
 
 def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: str | Path | None = None, *,
                   overwrite: bool = False) -> dict:
-    """Stage 3: the student, by ``cfg.loss.method`` (ssd-kd, d-kd, kd, rkd or scratch)."""
+    """Stage 3: the student, by ``cfg.loss.method`` (a row of :data:`distill.methods.METHODS`)."""
     run_dir, dist, device = _setup(cfg, out, resume=resume, overwrite=overwrite)
+    method = METHODS[cfg.loss.method]
     teacher = card = ckpt = None
     split_file = None
-    if cfg.loss.method != "scratch":
+    if method.needs_teacher:
         ckpt = _teacher_checkpoint(cfg)
         teacher, card = load_checkpoint(ckpt)
         split_file = _teacher_split(ckpt, card, cfg.data.root)
@@ -359,13 +361,13 @@ def train_student(cfg: Config, out: str | Path, resume: bool = False, ss_head: s
         teacher = _renormalizing(teacher, card, cfg.student)
     _preflight(data, cfg.student_optim, "student_optim", dist)
     student = build_from_config(cfg.student, len(data.ds.classes), data.val)
-    if cfg.loss.method == "scratch":
-        task: nn.Module = SupervisedTask(student, data.class_weights)
-    else:
+    if method.needs_teacher:
         head = None
-        if cfg.loss.method == "ssd-kd":
+        if method.needs_ss_head:
             head = load_ss_head(Path(ss_head) if ss_head else _default_ss_head(ckpt), teacher.feature_dim)
-        task = DistillTask(student, teacher, data.class_weights, cfg.loss, head)
+        task: nn.Module = DistillTask(student, teacher, data.class_weights, cfg.loss, head)
+    else:
+        task = SupervisedTask(student, data.class_weights)
     result = fit(task, data.train, data.val, cfg.student_optim, run_dir,
                  evaluate=classifier_evaluator(data.class_weights, list(data.ds.classes)),
                  save_best=_checkpoint_saver(run_dir, cfg, cfg.student, data, "student"),

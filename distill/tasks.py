@@ -10,7 +10,8 @@ from torch import nn
 
 from distill.config import LossConfig
 from distill.heads import ConvReg, SSHead, similarity_logits
-from distill.losses import dkd_loss, kd_loss, rkd_loss, scratch_loss, ss_head_loss, ssdkd_loss
+from distill.losses import scratch_loss, ss_head_loss
+from distill.methods import LossInputs, TeacherOutput, method_named
 from distill.rotation import rotate_batch, split_rotations
 from models.net import Classifier, Features, fold_batchnorm
 
@@ -77,24 +78,27 @@ class SSHeadTask(nn.Module):
 
 
 class DistillTask(nn.Module):
-    """Student + its trainable SSD-KD heads, distilled from a frozen teacher (+ its trained SS head)."""
+    """Student + the trainable heads its method needs, distilled from a frozen teacher (+ its trained SS head), by
+    the method's row in :data:`distill.methods.METHODS`."""
 
     def __init__(self, student: Classifier, teacher: Classifier, class_weights: torch.Tensor, loss: LossConfig,
                  teacher_ss_head: nn.Module | None = None) -> None:
         super().__init__()
-        self.method = loss.method
-        self.loss = loss
+        self.method = method_named(loss.method)
+        if self.method.loss is None:
+            raise ValueError(f"{self.method.name} trains without a teacher: use SupervisedTask")
+        self.weights = loss.weights()
         self.student = student
         self.register_buffer("class_weights", class_weights)
         frozen = {}
-        if self.method == "ssd-kd":
+        if self.method.needs_ss_head:
             if teacher_ss_head is None:
-                raise ValueError("ssd-kd needs the teacher's trained SS head (run `ssdkd-distill ss-head` first)")
+                raise ValueError(f"{self.method.name} needs the teacher's trained SS head "
+                                 f"(run `ssdkd-distill ss-head` first)")
             frozen["ss_head"] = teacher_ss_head
-            if loss.ssd_kd.sim > 0:
+            if self.method.sim_weight(self.weights) > 0:
                 self.ss_head = SSHead(student.feature_dim)
-        gram_w = {"ssd-kd": loss.ssd_kd.gram * loss.ssd_kd.relational, "d-kd": loss.d_kd.gram}.get(self.method, 0.0)
-        if gram_w > 0:
+        if self.method.gram_weight(self.weights) > 0:
             self.conv_reg = ConvReg(student.feature_dim, teacher.feature_dim)
         self.frozen = _Frozen(teacher, **frozen)
 
@@ -105,28 +109,27 @@ class DistillTask(nn.Module):
     def _projected(self, s: Features) -> torch.Tensor:
         return self.conv_reg(s.feature_map) if hasattr(self, "conv_reg") else s.feature_map
 
+    def _similarities(self, s: Features, t: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """Student and teacher ``3B x B`` similarity matrices; without its own SS head (no similarity term) the
+        student's is the teacher's."""
+        with torch.inference_mode():
+            t_orig, t_rot = split_rotations(self.frozen.ss_head(t.embedding))
+            t_sim = similarity_logits(t_rot, t_orig)
+        t_sim = t_sim.clone()
+        if not hasattr(self, "ss_head"):
+            return t_sim, t_sim
+        s_orig, s_rot = split_rotations(self.ss_head(s.embedding))
+        return similarity_logits(s_rot, s_orig), t_sim
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        teacher = self.frozen.teacher
-        if self.method == "ssd-kd":
-            xr = rotate_batch(x)
-            t = _teacher_features(teacher, xr)
-            s = self.student.forward_features(xr)
-            with torch.inference_mode():
-                t_orig, t_rot = split_rotations(self.frozen.ss_head(t.embedding))
-                t_sim = similarity_logits(t_rot, t_orig)
-            t_sim = t_sim.clone()
-            if hasattr(self, "ss_head"):
-                s_orig, s_rot = split_rotations(self.ss_head(s.embedding))
-                s_sim = similarity_logits(s_rot, s_orig)
-            else:
-                s_sim = t_sim
-            return ssdkd_loss(s, t, s_sim, t_sim, self._projected(s), y, self.class_weights, self.loss.ssd_kd)
-        t = _teacher_features(teacher, x)
+        if self.method.rotates_batch:
+            x = rotate_batch(x)
+        t = _teacher_features(self.frozen.teacher, x)
         s = self.student.forward_features(x)
-        if self.method == "d-kd":
-            return dkd_loss(s, t, self._projected(s), y, self.class_weights, self.loss.d_kd)
-        if self.method == "kd":
-            return kd_loss(s, t, y, self.class_weights, self.loss.kd)
-        if self.method == "rkd":
-            return rkd_loss(s, t, y, self.class_weights, self.loss.rkd)
-        raise ValueError(f"unknown distillation method {self.method!r}")
+        # Similarities before the projection, the order the losses take them in: autograd sums a tensor's incoming
+        # gradients in the order its graph was built, so the order shows in the last bits of the gradients.
+        s_sim, t_sim = self._similarities(s, t) if self.method.needs_ss_head else (None, None)
+        fmap = self._projected(s) if TeacherOutput.FEATURE_MAP in self.method.teacher_provides else None
+        inputs = LossInputs(s, t, y, self.class_weights, student_fmap_projected=fmap, student_sim=s_sim,
+                            teacher_sim=t_sim)
+        return self.method.loss(inputs, self.weights)
