@@ -1,6 +1,6 @@
 """Tool (not library code): copy a finished run's ``best.pt`` into the model zoo with fp16 weights.
 
-    .venv/bin/python tools/zoo_add.py runs/zoo2/teacher/best.pt models/zoo/v2/teacher.pt
+    .venv/bin/python tools/zoo_add.py runs/zoo2/teacher/best.pt models/zoo/teacher.pt
 
 fp16 storage halves the zoo (the loader casts back to fp32 on ``load_state_dict``). Integer buffers (BatchNorm's
 ``num_batches_tracked``) are kept as they are, and so are the model card and nothing else: optimizer state stays

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.."
 DATA=${1:-../shared/data/ham10000-isic2019}
 RUNS=${2:-runs/zoo}
 BIN=.venv/bin
-CFG=${CFG:-configs/ham_zoo.yaml}  # CFG=configs/ham_zoo_v2.yaml for the v2 recipe
+CFG=${CFG:-configs/ham_zoo.yaml}
 # PASSIVE: OpenMP threads sleep instead of spinning when the 2 cores are shared (spinning cost 10x here).
 export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 resume() { [ -f "$1/last.pt" ] && echo --resume || true; }
