@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.runners import Runner
+from distill.metrics import agreement, balanced_accuracy, class_recall
 from models.calibration import assess
 from models.errors import InputError
 from models.preprocessing import Preprocessing
@@ -102,22 +103,19 @@ def metrics(probs: np.ndarray, evalset: EvalSet, labels: tuple[str, ...], source
     (:func:`predict`)."""
     y = label_indices(evalset, labels, source)
     pred = probs.argmax(axis=1)
-    recalls: dict[str, float | None] = {}
-    counts: dict[str, int] = {}
-    for i, name in enumerate(labels):
-        mask = y == i
-        counts[name] = int(mask.sum())
-        recalls[name] = float((pred[mask] == i).mean()) if mask.any() else None
-    present = [r for r in recalls.values() if r is not None]
+    recall = class_recall(y, pred, len(labels))
     out: dict[str, Any] = {"n": int(len(y)), "accuracy": float((pred == y).mean()),
-                           "balanced_accuracy": float(np.mean(present)), "per_class_recall": recalls,
-                           "per_class_n": counts, "agreement_with_torch": None, "softmax_mae_vs_torch": None,
+                           "balanced_accuracy": balanced_accuracy(y, pred),
+                           "per_class_recall": {name: None if np.isnan(r) else float(r)
+                                                for name, r in zip(labels, recall)},
+                           "per_class_n": {name: int((y == i).sum()) for i, name in enumerate(labels)},
+                           "agreement_with_torch": None, "softmax_mae_vs_torch": None,
                            "calibration": assess(probs, y, temperature, kind="probabilities").to_json(diagrams=True)}
     if ref_probs is not None and ref_labels is not None:
         if set(ref_labels) != set(labels):
             raise InputError(f"{source}: labels {labels} differ from the PyTorch reference's {ref_labels}")
         order = [ref_labels.index(name) for name in labels]  # reference columns in this artifact's order
         ref = ref_probs[:, order]
-        out["agreement_with_torch"] = float((ref.argmax(axis=1) == pred).mean())
+        out["agreement_with_torch"] = agreement(ref.argmax(axis=1), pred)
         out["softmax_mae_vs_torch"] = float(np.abs(ref - probs).mean())
     return out

@@ -1,4 +1,4 @@
-"""Real-phone latency and memory with the official TFLite/LiteRT ``benchmark_model`` binary over adb.
+"""Phone runs: real-phone latency and memory with the official TFLite/LiteRT ``benchmark_model`` binary over adb.
 
 The user supplies the binary (``--benchmark-binary``, e.g. the nightly ``android_aarch64_benchmark_model``);
 we push it and each ``.tflite``, run it with explicit threads / XNNPACK / GPU / NNAPI flags and
@@ -11,6 +11,8 @@ Two output formats exist and both are parsed (fixtures under ``tests/benchmarks/
   ``Memory footprint delta from the start of the tool (MB): init=… overall=…`` and, with
   ``--report_peak_memory_footprint``, ``Overall peak memory footprint (MB) via periodic monitoring: …``.
 Lines may carry ``INFO: `` or logcat prefixes; values may use exponents (``1.24027e+06``).
+
+:func:`run_android` makes the rows: one per ``.tflite`` and thread count, accuracy computed on the host.
 """
 
 from __future__ import annotations
@@ -23,9 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.accuracy import PixelCache, metrics, predict
+from benchmarks.artifacts import Artifact
+from benchmarks.host import progress_bar
+from benchmarks.plan import Plan, Timing, input_spec
+from benchmarks.report import broken_rows, fail, new_row
+from benchmarks.runners import make_runner
 from models.errors import InputError
 
 REMOTE_DIR = "/data/local/tmp/ssdkd-bench"
+INTERLEAVE = "benchmark_model per artifact, artifacts alternated per thread count"
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 _STAT_LINE = re.compile(r"count=(\d+)(.*)$")
 _KV = re.compile(r"(\w+)=" + _NUM)
@@ -200,3 +209,71 @@ def push_all(opts: AndroidOptions, models: list[Path]) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=opts.timeout_s)
         if proc.returncode != 0:
             raise AndroidError(f"{' '.join(cmd[:4])} failed: {(proc.stderr or proc.stdout).strip()[:200]}")
+
+
+def run_android(plan: Plan, timing: Timing, opts: AndroidOptions, *, log_dir: Path | None,
+                progress: bool) -> list[dict[str, Any]]:
+    """benchmark_model on the phone (checked beforehand with :func:`check_device`) for every .tflite; other
+    artifacts are rows marked skipped. Each raw log goes to ``log_dir``."""
+    tflite = [a for a in plan.runnable if a.runtime == "litert"]
+    if not tflite:
+        raise InputError("--target android benchmarks .tflite artifacts, and none was given")
+    push_all(opts, [a.path for a in tflite])
+    rows = broken_rows([a for a in plan.broken if a.runtime == "litert"], plan.threads)
+    rows += [_skipped_row(a) for a in plan.runnable if a.runtime != "litert"]
+    timed = _device_rows(tflite, plan.threads, timing, opts, log_dir, progress)
+    if plan.evalset is not None:
+        _host_accuracy([a for a in tflite if not a.contractless], plan, timed)  # a --reference has no contract
+    return rows + list(timed.values())
+
+
+def _skipped_row(a: Artifact) -> dict[str, Any]:
+    row = new_row(a, None)
+    row["status"] = "skipped: --target android runs .tflite artifacts only"
+    return row
+
+
+def _device_rows(tflite: list[Artifact], threads: list[int], timing: Timing, opts: AndroidOptions,
+                 log_dir: Path | None, progress: bool) -> dict[tuple[Path, int], dict[str, Any]]:
+    """A row per (artifact, thread count), in the order they ran."""
+    rows: dict[tuple[Path, int], dict[str, Any]] = {}
+    with progress_bar(len(tflite) * len(threads), "android", progress) as bar:
+        for t in threads:  # artifacts alternate within each thread count so drift is shared
+            for a in tflite:
+                rows[(a.path, t)] = _device_row(a, t, timing, opts, log_dir)
+                bar.update(1)
+    return rows
+
+
+def _device_row(a: Artifact, threads: int, timing: Timing, opts: AndroidOptions,
+                log_dir: Path | None) -> dict[str, Any]:
+    row = new_row(a, threads)
+    row["runtime_settings"] = {"threads": threads, "tool": "benchmark_model", **opts.to_json()}
+    try:
+        parsed = run_on_device(opts, a.path, threads, timing.runs, timing.min_seconds, timing.warmup, log_dir)
+    except AndroidError as e:
+        fail(row, str(e))
+        return row
+    row["latency"], row["memory"] = parsed["latency"], parsed["memory"]
+    if row["memory"] is not None:
+        row["memory"]["threads"] = threads
+    return row
+
+
+def _host_accuracy(tflite: list[Artifact], plan: Plan, rows: dict[tuple[Path, int], dict[str, Any]]) -> None:
+    """Numerics are judged on the host with the same .tflite (LiteRT CPU); phone GPU/NNAPI may differ."""
+    assert plan.evalset is not None
+    cache = PixelCache()
+    for a in tflite:
+        pre = plan.pres[a.path]
+        runner = make_runner(a, plan.threads[0], input_spec(pre))
+        try:
+            runner.load()
+            acc = metrics(predict(runner, pre, plan.evalset, cache), plan.evalset, tuple(pre.labels), a.name,
+                          temperature=pre.temperature)
+        except Exception as e:  # noqa: BLE001 - a runtime crash on real images fails this artifact only
+            for t in plan.threads:
+                fail(rows[(a.path, t)], f"host accuracy: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        for t in plan.threads:
+            rows[(a.path, t)]["accuracy"] = acc

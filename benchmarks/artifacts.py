@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from export._util import file_size
+from export.runtimes import RUNTIMES as LOADERS
 from models.errors import InputError
 
 EXPORT_REPORT = "export_report.json"
@@ -25,7 +27,7 @@ TORCH_NAME = "pytorch_fp32"
 REFERENCE_SUFFIXES = {".tflite": "litert", ".onnx": "onnxruntime"}
 SUFFIX_RUNTIME = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".tflite": "litert",
                   ".mlpackage": "coreml"}
-RUNTIMES = ("torch", "onnxruntime", "litert", "coreml")
+RUNTIMES = tuple(LOADERS)  # every runtime that has a loader
 # Names users type for --runtimes; "tflite" is what people call the LiteRT runtime.
 RUNTIME_ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime",
                    "onnx": "onnxruntime", "tflite": "litert", "litert": "litert", "coreml": "coreml"}
@@ -84,13 +86,6 @@ def parse_runtimes(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str,
     return tuple(out)
 
 
-def size_on_disk(path: Path) -> int:
-    """File size, or the summed size of a directory artifact (``.mlpackage``)."""
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
 def find_sidecar(path: Path) -> Path:
     """``model_int8.tflite`` -> ``model_int8.preprocessing.json``, else ``preprocessing.json`` beside it
     (the Android assets layout)."""
@@ -145,7 +140,7 @@ def artifact_from_file(path: Path, sidecar: Path | None = None) -> Artifact:
         # Fall back on the contract: an integer input means a quantized artifact.
         dtype = json.loads(side.read_text()).get("input_dtype", "float32")
         precision = {"float32": "fp32", "float16": "fp16", "int8": "int8", "uint8": "int8"}.get(dtype, "unknown")
-    return Artifact(path.name, path, runtime, precision, _target_of(runtime), side, size_on_disk(path))
+    return Artifact(path.name, path, runtime, precision, _target_of(runtime), side, file_size(path))
 
 
 def reference_file(path: str | Path) -> Artifact:
@@ -156,14 +151,14 @@ def reference_file(path: str | Path) -> Artifact:
         problem = "not found" if not p.exists() else "not a file" if runtime else f"unknown type {p.suffix!r}"
         raise InputError(f"--reference {p}: {problem}; expected an existing .tflite or .onnx file")
     p = p.resolve()
-    return Artifact(p.name, p, runtime, "unknown", _target_of(runtime), None, size_on_disk(p), contractless=True)
+    return Artifact(p.name, p, runtime, "unknown", _target_of(runtime), None, file_size(p), contractless=True)
 
 
 def torch_reference(checkpoint: Path) -> Artifact:
     checkpoint = Path(checkpoint).resolve()
     if not checkpoint.is_file():
         raise InputError(f"{checkpoint}: PyTorch checkpoint not found (pass --checkpoint)")
-    return Artifact(TORCH_NAME, checkpoint, "torch", "fp32", "pytorch", None, size_on_disk(checkpoint))
+    return Artifact(TORCH_NAME, checkpoint, "torch", "fp32", "pytorch", None, file_size(checkpoint))
 
 
 def read_export_report(export_dir: Path) -> dict:
@@ -207,7 +202,7 @@ def artifacts_from_export_dir(export_dir: Path) -> tuple[list[Artifact], Path | 
         side = export_dir / entry["preprocessing"] if entry.get("preprocessing") else find_sidecar(path)
         if not side.is_file():
             raise InputError(f"{where}: preprocessing sidecar {side} is missing")
-        out.append(Artifact(path.name, path, runtime, precision, target, side, size_on_disk(path)))
+        out.append(Artifact(path.name, path, runtime, precision, target, side, file_size(path)))
     ckpt = report.get("checkpoint")
     return out, Path(ckpt) if ckpt else None
 

@@ -88,7 +88,8 @@ def _main(args: argparse.Namespace, command: list[str]) -> int:
     old = load_results(args.compare) if args.compare else None  # fail on a bad --compare before the long run
 
     from benchmarks.android import AndroidOptions
-    from benchmarks.harness import parse_threads, run_benchmark
+    from benchmarks.harness import run_benchmark
+    from benchmarks.plan import parse_threads
 
     most = max(parse_threads(args.threads))
     if args.target == "host" and most > (os.cpu_count() or 1):  # a profile or a phone sets its own threads

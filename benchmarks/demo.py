@@ -1,30 +1,39 @@
-"""``make demo``: the whole pipeline on the embedded sample, stage by stage with timings.
+"""Tool (not library code): ``make demo``, the whole pipeline on the embedded sample, stage by stage with timings.
 
     python -m benchmarks.demo            # distill a student from the zoo teacher -> export -> verify -> bench
     python -m benchmarks.demo --zoo      # skip distillation: export + benchmark the committed zoo student
 
-Writes everything under ``--out`` (default ``runs/demo``) and ends with ``REPORT.md`` (tables + plots).
-The Android assets go to a copy of the app's assets under the run dir; ``--install-android`` overwrites the
-committed ``android_demo`` assets instead.
+It calls the library functions the three CLIs call (``distill.stages``, ``export.export``,
+``benchmarks.harness.run_benchmark``) on the repository's own files (the sample, the zoo, ``configs/cpu_demo.yaml``,
+``android_demo``), so it runs from a checkout. Writes everything under ``--out`` (default ``runs/demo``) and ends
+with ``REPORT.md`` (tables + plots). The Android assets go to a copy of the app's assets under the run dir;
+``--install-android`` overwrites the committed ``android_demo`` assets instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
+from models.errors import InputError, run_cli
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "isic2019_sample"
 ZOO = REPO / "models" / "zoo"
 CONFIG = REPO / "configs" / "cpu_demo.yaml"
+
+
+class StageFailed(Exception):
+    """A stage ran to the end but its result stops the demo (a dataset with problems, a failed artifact)."""
 
 
 class Stages:
@@ -35,19 +44,20 @@ class Stages:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """``with stages.stage(name): ...`` times the block (a stage that returns a value)."""
+        """``with stages.stage(name): ...`` times the block; a :class:`StageFailed` or bad input raised in it stops
+        the demo with one line naming the stage."""
         print(f"\n=== {name} " + "=" * max(0, 66 - len(name)), flush=True)
         t0 = time.perf_counter()
-        yield
+        try:
+            yield
+        except (StageFailed, InputError) as e:
+            self._done(name, t0)
+            raise SystemExit(f"demo: stage '{name}' failed: {e}; outputs so far are kept") from None
+        self._done(name, t0)
+
+    def _done(self, name: str, t0: float) -> None:
         self.times.append((name, time.perf_counter() - t0))
         print(f"--- {name}: {self.times[-1][1]:.1f} s", flush=True)
-
-    def run(self, name: str, fn: Callable[[], int | None]) -> None:
-        """Times a CLI-style stage; a non-zero exit status stops the demo."""
-        with self.stage(name):
-            rc = fn()
-        if rc:
-            raise SystemExit(f"demo: stage '{name}' failed (exit {rc}); outputs so far are kept")
 
     def table(self) -> str:
         rows = [f"| {n} | {t:.1f} s |" for n, t in self.times]
@@ -56,39 +66,72 @@ class Stages:
 
 
 def _absolute_weights(config: Path) -> list[str]:
-    """``--set`` overrides that turn the config's repo-relative weight paths (read from the current directory by
+    """Config overrides that turn the config's repo-relative weight paths (read from the current directory by
     ``build_model``) into absolute ones, so the demo runs from any directory."""
     cfg = yaml.safe_load(config.read_text()) or {}
-    sets = []
+    overrides = []
     for section in ("teacher", "student"):
         w = (cfg.get(section) or {}).get("weights")
         if w and w != "imagenet" and not Path(w).is_absolute() and (REPO / w).is_file():
-            sets += ["--set", f"{section}.weights={REPO / w}"]
-    return sets
+            overrides.append(f"{section}.weights={REPO / w}")
+    return overrides
+
+
+def _check_data(data: Path) -> None:
+    from distill.data.check import check_data
+
+    report = check_data(data, progress=sys.stderr.isatty())
+    print(report.format())
+    if not report.ok:
+        raise StageFailed(f"{len(report.problems)} problem(s) in {data} (listed above)")
 
 
 def _distill(run: Path, data: Path, epochs: int | None) -> Path:
-    from distill.cli import main as distill_main
+    """The SSD-KD student of ``configs/cpu_demo.yaml`` on ``data`` (its teacher first when the zoo has none)."""
+    from distill.config import load_config
+    from distill.stages import train_ss_head, train_student, train_teacher
 
+    common = [f"data.root={data}", *_absolute_weights(CONFIG)]
     teacher = ZOO / "teacher.pt"
-    # --overwrite: each demo run retrains into the same run dirs
-    common = ["--config", str(CONFIG), "--data", str(data), "--overwrite", *_absolute_weights(CONFIG)]
+    # overwrite: each demo run retrains into the same run dirs
     if not teacher.is_file():  # a checkout without the zoo still demos: train a small teacher first
         print("zoo teacher not found: training a teacher on the sample first")
-        rc = distill_main(["teacher", *common, "--out", str(run / "teacher")])
-        if rc:
-            raise SystemExit(rc)
+        train_teacher(load_config(CONFIG, common), run / "teacher", overwrite=True)
         teacher = run / "teacher" / "best.pt"
-    rc = distill_main(["ss-head", *common, "--teacher", str(teacher), "--out", str(run / "ss_head"),
-                       "--set", "ss_head_optim.epochs=2"])
-    if rc:
-        raise SystemExit(rc)
-    epochs_set = ["--set", f"student_optim.epochs={epochs}"] if epochs else []
-    rc = distill_main(["student", *common, "--teacher", str(teacher), "--ss-head", str(run / "ss_head" / "ss_head.pt"),
-                       "--method", "ssd-kd", "--out", str(run / "student"), *epochs_set])
-    if rc:
-        raise SystemExit(rc)
+    common.append(f"teacher.checkpoint={teacher}")
+    train_ss_head(load_config(CONFIG, [*common, "ss_head_optim.epochs=2"]), run / "ss_head", overwrite=True)
+    epochs_set = [f"student_optim.epochs={epochs}"] if epochs else []
+    student = load_config(CONFIG, [*common, "loss.method=ssd-kd", *epochs_set])
+    train_student(student, run / "student", ss_head=run / "ss_head" / "ss_head.pt", overwrite=True)
     return run / "student" / "best.pt"
+
+
+def _export(checkpoint: Path, data: Path, out: Path, android: Path) -> None:
+    """Every target, int8 calibrated on the sample, verified on it; the int8 TFLite also into ``android``."""
+    import torch
+
+    from export import Gate, export
+
+    threads = min(2, os.cpu_count() or 1)  # ssdkd-export's default, for the converters and for torch
+    torch.set_num_threads(threads)
+    # The sample's val split has 59 images (one flipped answer = 1.7 points), too few for the 97 % / 1 pt gate to
+    # mean anything: the demo reports int8 agreement instead of gating on it. The zoo's gate results, on 1,503 real
+    # val images, are in the README table.
+    report = export(checkpoint, targets="all", int8=True, fp16=True, calib=data, val=data, out_dir=out,
+                    android_demo=android, gate=Gate(enabled=False), threads=threads)
+    if not report.passed:
+        raise StageFailed(f"verification failed for {len(report.failures)} artifact(s): " + "; ".join(report.failures))
+
+
+def _benchmark(export_dir: Path, data: Path, split_file: Path | None, out: Path) -> None:
+    """Latency at 1 and 2 threads, memory and accuracy on ``data`` (its val split when ``split_file`` is given)."""
+    from benchmarks.harness import run_benchmark
+
+    results = run_benchmark([export_dir], data=data, split="val" if split_file else None, split_file=split_file,
+                            threads=(1, 2), runs=50, min_seconds=1, warmup=5, out=out)
+    print(results.files["md"].read_text(), end="")
+    if results.failures:
+        raise StageFailed(f"runtime(s) failed: {', '.join(results.failed_runtimes)}: " + "; ".join(results.failures))
 
 
 def _android_copy(run: Path, install: bool) -> Path:
@@ -191,33 +234,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="student epochs on the sample (default: configs/cpu_demo.yaml's)")
     p.add_argument("--install-android", action="store_true", help="overwrite android_demo's committed assets")
     args = p.parse_args(argv)
-    from benchmarks.cli import main as bench_main
-    from distill.cli import main as distill_main
-    from export.cli import main as export_main
+    return run_cli(lambda: _run(args), prog="demo", error_prefix="demo: error: ")
 
+
+def _run(args: argparse.Namespace) -> int:
     run, data = Path(args.out), Path(args.data)
     run.mkdir(parents=True, exist_ok=True)
     stages = Stages()
-    stages.run("check data", lambda: distill_main(["check-data", "--data", str(data)]))
+    with stages.stage("check data"):
+        _check_data(data)
     checkpoint = ZOO / "student_ssd-kd.pt"
     if not args.zoo:
         with stages.stage("distill (SSD-KD student from the zoo teacher)"):
             checkpoint = _distill(run / "distill", data, args.epochs)
     android = _android_copy(run, args.install_android)
-    # The sample's val split has 59 images (one flipped answer = 1.7 points), too few for the 97 % / 1 pt gate to
-    # mean anything: the demo reports int8 agreement instead of gating on it. The zoo's gate results, on 1,503 real
-    # val images, are in the README table.
-    gate = ["--no-gate"]
-    stages.run("export + verify (ONNX, TFLite, CoreML; int8 calibrated on the sample)", lambda: export_main([
-        str(checkpoint), "--target", "all", "--int8", "--fp16", "--calib", str(data), "--val", str(data),
-        "--out", str(run / "export"), "--android-demo", str(android), *gate]))
+    with stages.stage("export + verify (ONNX, TFLite, CoreML; int8 calibrated on the sample)"):
+        _export(checkpoint, data, run / "export", android)
     # A student distilled here is scored on its own val split, as in the report's accuracy table (its train images
     # would flatter it); --zoo has no split of the sample and scores every sample image.
     split = checkpoint.parent / "split.json"
-    on_val = ["--split", "val", "--split-file", str(split)] if not args.zoo and split.is_file() else []
-    stages.run("benchmark (latency, memory, accuracy)", lambda: bench_main([
-        str(run / "export"), "--data", str(data), *on_val, "--threads", "1,2", "--runs", "50", "--min-seconds", "1",
-        "--warmup", "5", "--out", str(run / "bench")]))
+    with stages.stage("benchmark (latency, memory, accuracy)"):
+        _benchmark(run / "export", data, split if not args.zoo and split.is_file() else None, run / "bench")
     report = _report(run, stages, checkpoint, android)
     print("\n" + stages.table())
     print(f"\nreport: {report}")

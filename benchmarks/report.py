@@ -1,13 +1,17 @@
-"""Write results.json / results.csv / results.md, and compare two results files row by row."""
+"""The results document: its rows (made by host and phone runs alike), the document assembled from them,
+results.json / results.csv / results.md and the plots written from it, and two results files compared row by row."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from pathlib import Path
 from typing import Any
 
-from benchmarks import schema
+from benchmarks import notes, schema
+from benchmarks.artifacts import Artifact
+from benchmarks.profiles import Profile
 from models.atomic import atomic_write_json, atomic_write_text, read_json
 from models.errors import InputError
 
@@ -19,6 +23,84 @@ CSV_MEMORY = ("threads", "load_peak_delta_mb", "overall_peak_delta_mb", "load_rs
 CSV_ACCURACY = ("n", "accuracy", "balanced_accuracy", "agreement_with_torch", "softmax_mae_vs_torch")
 CSV_ESTIMATE = ("factor", "p50_ms", "p90_ms", "mean_ms")
 CSV_CALIBRATION = ("temperature", "ece_before", "ece_after")
+
+
+def new_row(a: Artifact, threads: int | None) -> dict[str, Any]:
+    """A row of ``a`` at ``threads``, status ok and no figures yet."""
+    return {"artifact": a.name, "path": str(a.path), "runtime": a.runtime, "precision": a.precision,
+            "target": a.target, "threads": threads, "status": "ok", "size_bytes": a.size_bytes,
+            "runtime_settings": None, "latency": None, "p50_ratio_to_torch": None, "memory": None,
+            "accuracy": None, "estimate": None, "reference": a.contractless}
+
+
+def fail(row: dict[str, Any], message: str) -> None:
+    """Mark a row failed (keeping the first failure) and drop its figures: none from a failed run."""
+    if not row["status"].startswith("failed"):
+        row["status"] = f"failed: {message}"
+    row["latency"] = None
+
+
+def broken_rows(broken: list[Artifact], threads: list[int]) -> list[dict[str, Any]]:
+    """A failed row per thread count for each artifact that cannot be run, its problem as the reason."""
+    rows = []
+    for a in broken:
+        for t in threads:
+            row = new_row(a, t)
+            fail(row, a.problem or "cannot be run")
+            rows.append(row)
+    return rows
+
+
+def rows_of(rows: list[dict[str, Any]], a: Artifact) -> list[dict[str, Any]]:
+    """Every row of artifact ``a`` (one per thread count)."""
+    return [r for r in rows if r["path"] == str(a.path)]
+
+
+def document(rows: list[dict[str, Any]], *, machine: dict[str, Any], runtime_versions: dict[str, Any],
+             settings: dict[str, Any], model: dict[str, Any] | None, data: dict[str, Any] | None,
+             command: list[str], profile: Profile | None) -> dict[str, Any]:
+    """The results document of one run: its blocks, the figures derived from its rows (ratios to PyTorch, the
+    profile's estimates) and its findings; checked against the schema."""
+    _add_ratios(rows)
+    if profile is not None and profile.slowdown is not None:
+        _add_estimates(rows, profile)
+    doc = {
+        "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "tool": {"name": "ssdkd-bench", "command": command},
+        "machine": machine, "runtime_versions": runtime_versions, "settings": settings, "model": model, "data": data,
+        "rows": rows,
+        "failures": [f"{r['runtime']}: {r['artifact']} ({r['threads'] or '-'} threads): {r['status'][8:]}"
+                     for r in rows if r["status"].startswith("failed")],
+        "notes": notes.int8_notes(rows, machine, settings["target_kind"]),
+        "reference_ratios": notes.reference_ratios(rows),
+    }
+    schema.check(doc)
+    return doc
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    torch_p50 = {r["threads"]: r["latency"]["p50_ms"] for r in rows
+                 if r["runtime"] == "torch" and r["status"] == "ok" and r["latency"]}
+    for r in rows:
+        lat = r["latency"]
+        base = torch_p50.get(r["threads"])
+        # A --reference file is another network: its ratio to our PyTorch model would compare unlike work.
+        if r["status"] == "ok" and lat and lat.get("p50_ms") is not None and base and not r["reference"]:
+            r["p50_ratio_to_torch"] = lat["p50_ms"] / base
+
+
+def _add_estimates(rows: list[dict[str, Any]], profile: Profile) -> None:
+    assert profile.slowdown is not None
+    f = profile.slowdown.factor
+    for r in rows:
+        lat = r["latency"]
+        if r["status"] != "ok" or not lat:
+            continue
+        r["estimate"] = {"label": f"estimate (not measured): host latency x {f:g} from profile {profile.name!r}",
+                         "factor": f, "basis": profile.slowdown.basis,
+                         **{k: (lat[k] * f if lat.get(k) is not None else None)
+                            for k in ("p50_ms", "p90_ms", "mean_ms")}}
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, str, Any]:
@@ -158,12 +240,17 @@ def _mem_threads(doc: dict[str, Any]) -> str:
     return ", ".join(map(str, ts)) or "—"
 
 
-def write_all(doc: dict[str, Any], out: Path) -> dict[str, Path]:
+def write_all(doc: dict[str, Any], out: Path, *, plots: bool = True) -> dict[str, Path]:
+    """results.{json,csv,md} and (``plots``) the PNGs into ``out``; the files by kind (json, csv, md, plot names)."""
     schema.check(doc)
-    paths = {"json": atomic_write_json(out / "results.json", doc),
+    files = {"json": atomic_write_json(out / "results.json", doc),
              "csv": atomic_write_text(out / "results.csv", csv_text(doc)),
              "md": atomic_write_text(out / "results.md", markdown(doc))}
-    return paths
+    if plots:
+        from benchmarks.plots import make_plots  # matplotlib: imported only when plots are drawn
+
+        files.update({p.stem: p for p in make_plots(doc, out)})
+    return files
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

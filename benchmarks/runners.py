@@ -1,13 +1,11 @@
-"""One runner per runtime, all with the same small interface: ``load()``, ``activate()``, ``run(x)``.
+"""One runner per artifact, all with the same small interface: ``load()``, ``activate()``, ``run(x)``.
 
-Runtimes are imported lazily inside ``load()`` so that a memory probe of one runtime (a fresh
-subprocess, see ``benchmarks.memory``) never pays for importing the others, and so that this module
-never imports torch unless the PyTorch reference is run.
-
-Threads are pinned explicitly for every runtime: torch intra-op via ``set_num_threads`` (re-applied in
-``activate()`` because it is process-global and runners are interleaved) and inter-op 1; ONNX Runtime
-``intra_op_num_threads`` and ``inter_op_num_threads=1`` with sequential execution; LiteRT
-``num_threads``. Batch-1 inference has no inter-op parallelism, so one inter-op thread is the honest setting.
+Every runner loads its file through the runtime's one loader in ``export.runtimes``, the loader export verification
+uses, so a file is benchmarked with the session settings it was verified with (threads pinned for every runtime;
+the settings are listed there). Runtimes are imported lazily inside ``load()`` so that a memory probe of one runtime
+(a fresh subprocess, see ``benchmarks.memory``) never pays for importing the others, and so that this module never
+imports torch unless the PyTorch reference is run. Torch's thread count is process-global, so the torch runner
+re-applies it in ``activate()`` before each of its turns (runners are interleaved).
 """
 
 from __future__ import annotations
@@ -20,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from export.runtimes import RUNTIMES, Loaded, LoadError, RuntimeUnavailable
+
 if TYPE_CHECKING:  # importing benchmarks.artifacts imports models -> torch, which a memory probe must not pay for
     from benchmarks.artifacts import Artifact
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8}
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-               "tensor(uint8)": "uint8"}
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,6 @@ class Unsupported(Exception):
 class Runner(ABC):
     """Load once, then ``run`` a batch-1 input in the artifact's own layout/dtype and return the raw output."""
 
-    runtime: str = ""
-
     def __init__(self, artifact: Artifact, threads: int | None, spec: InputSpec) -> None:
         self.artifact = artifact
         self.threads = threads
@@ -131,145 +127,69 @@ class Runner(ABC):
                               f"but the model expects {dtype} {list(shape)}")
 
 
-class TorchRunner(Runner):
-    runtime = "torch"
+class RuntimeRunner(Runner):
+    """An artifact loaded by its runtime's loader in ``export.runtimes``."""
+
+    loaded: Loaded
 
     def import_runtime(self) -> None:
-        import torch  # noqa: F401
-
-        from models import list_models
-
-        list_models()  # imports torchvision and registers architectures: import cost, not model load cost
+        RUNTIMES[self.artifact.runtime].imports()
 
     def load(self) -> None:
-        import torch
-
-        from models import load_checkpoint
-
-        self._torch = torch
-        torch.set_num_threads(self.threads or 1)
         try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass  # already set (or inter-op pool started) in this process; the actual value is recorded
-        self.model, _ = load_checkpoint(self.artifact.path)
-        self.model.eval()
-        self.check_input((1, 3, self.spec.input_size, self.spec.input_size), "float32")
-
-    def activate(self) -> None:
-        self._torch.set_num_threads(self.threads or 1)
-        # Read back while this runner is active: the setting is process-global and other runners change it.
-        self._applied = (self._torch.get_num_threads(), self._torch.get_num_interop_threads())
+            self.loaded = RUNTIMES[self.artifact.runtime].load(self.artifact.path, threads=self.threads or 1)
+        except RuntimeUnavailable as e:
+            raise Unsupported(str(e)) from None
+        except LoadError as e:
+            raise RunnerError(str(e)) from None
+        if self.loaded.input is not None:
+            self.check_input(*self.loaded.input)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        with self._torch.inference_mode():
-            return self.model(self._torch.from_numpy(x)).numpy()
+        return self.loaded.run(x)
+
+    def settings(self) -> dict[str, Any]:
+        return {"threads": self.threads, **self.loaded.settings}
+
+
+class TorchRunner(RuntimeRunner):
+    def activate(self) -> None:
+        import torch  # already imported by load(): a lookup, not an import
+
+        torch.set_num_threads(self.threads or 1)
+        # Read back while this runner is active: the setting is process-global and other runners change it.
+        self._applied = (torch.get_num_threads(), torch.get_num_interop_threads())
 
     def settings(self) -> dict[str, Any]:
         intra, inter = getattr(self, "_applied", (None, None))
         return {"threads": self.threads, "intra_op_threads": intra, "inter_op_threads": inter, "mode": "eager fp32"}
 
 
-class OrtRunner(Runner):
-    runtime = "onnxruntime"
-
-    def import_runtime(self) -> None:
-        import onnxruntime  # noqa: F401
-
+class CoreMLRunner(RuntimeRunner):
     def load(self) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads or 1
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Spinning pool threads keep burning a core after their turn and would slow the next artifact in the
-        # round-robin; without spinning every runtime gets the CPU it asks for.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.artifact.path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - ORT raises its own exception zoo
-            raise RunnerError(f"onnxruntime could not load {self.artifact.name}: {_first_line(e)}") from None
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.output_name = self.session.get_outputs()[0].name
-        self.check_input(inp.shape, _ORT_DTYPES.get(inp.type, inp.type))
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: x})[0]
-
-    def settings(self) -> dict[str, Any]:
-        return {"threads": self.threads, "intra_op_threads": self.threads or 1, "inter_op_threads": 1,
-                "execution_mode": "sequential", "allow_spinning": False, "provider": "CPUExecutionProvider"}
-
-
-class LiteRTRunner(Runner):
-    runtime = "litert"
-
-    def import_runtime(self) -> None:
-        import ai_edge_litert.interpreter  # noqa: F401
-
-    def load(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            self.interp = Interpreter(model_path=str(self.artifact.path), num_threads=self.threads or 1)
-            self.interp.allocate_tensors()
-        except Exception as e:  # noqa: BLE001 - the interpreter raises RuntimeError/ValueError variously
-            raise RunnerError(f"LiteRT could not load {self.artifact.name}: {_first_line(e)}") from None
-        inp = self.interp.get_input_details()[0]
-        self.input_index = inp["index"]
-        self.output_index = self.interp.get_output_details()[0]["index"]
-        self.check_input(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.interp.set_tensor(self.input_index, x)
-        self.interp.invoke()
-        return self.interp.get_tensor(self.output_index)  # get_tensor copies
-
-    def settings(self) -> dict[str, Any]:
-        return {"threads": self.threads, "num_threads": self.threads or 1, "delegate": "XNNPACK (LiteRT default)"}
-
-
-class CoreMLRunner(Runner):
-    runtime = "coreml"
-
-    def load(self) -> None:
-        if sys.platform != "darwin":
-            raise Unsupported("CoreML runs only on macOS")
-        import coremltools as ct
-
-        try:
-            self.model = ct.models.MLModel(str(self.artifact.path), compute_units=ct.ComputeUnit.ALL)
-        except Exception as e:  # noqa: BLE001
-            raise RunnerError(f"coremltools could not load {self.artifact.name}: {_first_line(e)}") from None
-        spec = self.model.get_spec()
-        first = spec.description.input[0]
-        self.input_name = first.name
-        self.output_name = spec.description.output[0].name
+        super().load()
+        first = self.loaded.handle.get_spec().description.input[0]
         self.image_input = first.type.WhichOneof("Type") == "imageType"
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        if self.image_input:
-            from PIL import Image
+        if not self.image_input:
+            return self.loaded.run(x)
+        from PIL import Image
 
-            # An ImageType input folds the normalisation into the model: undo the contract's normalisation
-            # to hand it the same pixels (exact up to float rounding).
-            hwc = x[0].transpose(1, 2, 0) if self.spec.layout == "NCHW" else x[0]
-            pixels = (hwc.astype(np.float64) * np.asarray(self.spec.std) + np.asarray(self.spec.mean)) * 255.0
-            feed: Any = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
-        else:
-            feed = x
-        return np.asarray(self.model.predict({self.input_name: feed})[self.output_name])
+        # An ImageType input folds the normalisation into the model: undo the contract's normalisation
+        # to hand it the same pixels (exact up to float rounding).
+        hwc = x[0].transpose(1, 2, 0) if self.spec.layout == "NCHW" else x[0]
+        pixels = (hwc.astype(np.float64) * np.asarray(self.spec.std) + np.asarray(self.spec.mean)) * 255.0
+        return self.loaded.run(Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)))
 
     def settings(self) -> dict[str, Any]:
-        return {"threads": None, "compute_units": "ALL", "note": "CoreML has no thread setting"}
+        return {**super().settings(), "threads": None}  # CoreML has no thread setting
 
 
-_RUNNERS: dict[str, type[Runner]] = {"torch": TorchRunner, "onnxruntime": OrtRunner, "litert": LiteRTRunner,
-                                     "coreml": CoreMLRunner}
+# Runtimes whose runner does more than load and run: torch re-applies its process-global threads, CoreML feeds
+# an image input.
+_RUNNERS: dict[str, type[RuntimeRunner]] = {**dict.fromkeys(RUNTIMES, RuntimeRunner), "torch": TorchRunner,
+                                            "coreml": CoreMLRunner}
 
 
 def make_runner(artifact: Artifact, threads: int | None, spec: InputSpec) -> Runner:
@@ -279,12 +199,12 @@ def make_runner(artifact: Artifact, threads: int | None, spec: InputSpec) -> Run
 def read_model(artifact: Artifact) -> tuple[InputSpec, str]:
     """A contract-less (``--reference``) .tflite/.onnx file's own input spec and its precision, read from the
     model: loaded once by its runtime, so a file the runtime cannot load raises ``RunnerError`` here."""
-    runner = make_runner(artifact, 1, MODEL_INPUT)
+    runner = RuntimeRunner(artifact, 1, MODEL_INPUT)
     runner.load()
     assert runner.model_input is not None
     shape, dtype = runner.model_input
-    if isinstance(runner, LiteRTRunner):
-        precision = _tflite_precision(dtype, runner.interp.get_tensor_details())
+    if artifact.runtime == "litert":
+        precision = _tflite_precision(dtype, runner.loaded.handle.get_tensor_details())
     else:
         precision = _onnx_precision(artifact.path, dtype)
     return InputSpec.of_model(shape, dtype), precision
@@ -318,21 +238,11 @@ def _onnx_precision(path: Path, input_dtype: str) -> str:
 
 
 def runtime_versions() -> dict[str, str | None]:
-    """Installed versions from package metadata (no imports, so no import cost or side effects)."""
-    from importlib import metadata
+    """Python's version and the installed runtimes', recorded with every benchmark."""
+    from export._util import package_versions  # imports models (torch): only the harness asks for versions
 
-    out: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for dist in ("torch", "onnxruntime", "ai-edge-litert", "coremltools", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+    return {"python": sys.version.split()[0],
+            **package_versions(("torch", "onnxruntime", "ai-edge-litert", "coremltools", "numpy"))}
 
 
 def load_input(path: str | Path) -> np.ndarray:

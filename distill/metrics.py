@@ -1,6 +1,8 @@
-"""Classification metrics as the dermoscopy literature reports them (numpy only).
+"""Classification metrics as the dermoscopy literature reports them (numpy only), defined once for every stage:
+distillation reports, export verification (``export.verify``) and the benchmark harness (``benchmarks.accuracy``).
 
-Balanced accuracy = mean per-class recall (the ISIC challenge metric).
+Balanced accuracy = mean per-class recall over the classes that have images (the ISIC challenge metric). A class
+with no images has no recall: it is left out of the mean rather than counted as 0 or 1.
 """
 
 from __future__ import annotations
@@ -15,6 +17,27 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return cm
+
+
+def class_recall(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Recall of classes ``0 .. num_classes - 1``; NaN for a class with no images."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    support = cm.sum(axis=1)
+    return np.divide(np.diag(cm).astype(np.float64), support, out=np.full(num_classes, np.nan), where=support > 0)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``; NaN when there are no images."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if not len(y_true):
+        return float("nan")
+    recall = class_recall(y_true, y_pred, int(max(y_true.max(), y_pred.max())) + 1)
+    return float(np.nanmean(recall))
+
+
+def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
+    """Fraction of images on which two predictions (class indices) name the same class."""
+    return float(np.mean(np.asarray(pred_a) == np.asarray(pred_b)))
 
 
 def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -48,15 +71,14 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, labels: Seq
     cm = confusion_matrix(y, pred, k)
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
-    tp = np.diag(cm).astype(np.float64)
-    recall = np.divide(tp, support, out=np.full(k, np.nan), where=support > 0)
-    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = class_recall(y, pred, k)
+    precision = np.divide(np.diag(cm).astype(np.float64), predicted, out=np.zeros(k), where=predicted > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
     aucs = np.array([binary_auc(probs[:, c], y == c) for c in range(k)])
     return {
         "n": int(len(y)),
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-        "balanced_accuracy": float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan"),
+        "balanced_accuracy": balanced_accuracy(y, pred),
         "macro_auc": float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan"),
         "per_class": {
             name: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),

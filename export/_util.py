@@ -1,4 +1,5 @@
-"""Small helpers shared by every target: converter-noise suppression, stage lines, thread limits."""
+"""Small helpers shared by every target and by the benchmark harness: converter-noise suppression, stage lines,
+sizes on disk, installed package versions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from importlib import metadata
 from pathlib import Path
 
 from models.errors import InputError
@@ -106,3 +108,15 @@ def file_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each distribution, read from package metadata (no import, so no import cost or side
+    effects); None for one that is not installed."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out

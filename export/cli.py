@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from export.calibration import ORIENTATION_COUNTS, ORIENTATIONS
 from export.formats import DEFAULT_TFLITE_ROUTE, FORMATS, TFLITE_ROUTES
 from export.onnx_export import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
+from export.options import ExportOptions
+from export.verify import Gate
 from models.errors import InputError, run_cli, warn
 
 EXIT_GATE = 1
@@ -52,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate-agreement", type=float, default=97.0, metavar="PCT",
                    help="min top-1 agreement with fp32, in percent (default 97)")
     p.add_argument("--no-gate", action="store_true", help="report accuracy but never fail on it")
-    p.add_argument("--tflite-route", choices=TFLITE_ROUTES, default=DEFAULT_TFLITE_ROUTE,
+    p.add_argument("--tflite-route", choices=tuple(TFLITE_ROUTES), default=DEFAULT_TFLITE_ROUTE,
                    help="litert: litert-torch + ai-edge-quantizer, int8 with a 16-bit head that outputs "
                         "probabilities (default, best int8 agreement measured, no TensorFlow); onnx2tf: ONNX -> "
                         "onnx2tf -> TF converter, all-int8 with int8 logits out")
@@ -60,9 +62,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="ONNX int8 scheme: portable (default) has 7-bit weights and computes the same on every CPU; "
                         "vnni has full 8-bit weights and is right only on x86 CPUs with VNNI and on ARM (without "
                         "VNNI onnxruntime's 8-bit kernels saturate)")
-    p.add_argument("--no-bias-correction", action="store_true",
-                   help="quantize int8 straight from the float model (default: weights pre-rounded to the int8 "
-                        "grid by GPTQ, with their output shift on the calibration images folded into the biases)")
+    p.add_argument("--no-rounding-fixes", action="store_true",
+                   help="turn off both fixes of the int8 weights, GPTQ rounding and bias correction, and quantize "
+                        "straight from the float model, whose weights the converter rounds to nearest (for "
+                        "comparison; default: weights GPTQ-rounded to the int8 grid, with their output shift on the "
+                        "calibration images folded into the biases)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="threads for conversion")
     p.add_argument("--verbose-converters", action="store_true", help="show the converters' own logs")
@@ -75,31 +79,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(lambda: _run(args), prog="ssdkd-export", error_prefix="ssdkd-export: error: ")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from export.pipeline import export
-    from export.verify import Gate
-
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """The parsed flags as :class:`ExportOptions` (the gate's flags are in percent, the gate's fields fractions)."""
     if not 0 <= args.gate_agreement <= 100:
         raise InputError(f"--gate-agreement is a percentage in [0, 100], got {args.gate_agreement}")
     if args.gate_bacc_drop < 0:
         raise InputError(f"--gate-bacc-drop must be >= 0 points, got {args.gate_bacc_drop}")
-    if args.threads > (os.cpu_count() or 1):
-        warn(f"--threads {args.threads} is more than this machine's {os.cpu_count()} CPUs: the extra threads only "
-             f"compete for the same cores")
+    return ExportOptions(
+        targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16, calib=args.calib,
+        calib_size=args.calib_size, val=args.val, val_size=args.val_size, val_orientations=args.val_orientations,
+        split=args.split, imgsz=args.imgsz, android_demo=args.android_demo,
+        gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
+        tflite_route=args.tflite_route, onnx_int8=args.onnx_int8, rounding_fixes=not args.no_rounding_fixes,
+        dynamic_batch=args.dynamic_batch, threads=args.threads, verbose=not args.quiet,
+        quiet_converters=not args.verbose_converters,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from export.pipeline import export
+
+    options = options_from_args(args)
+    if options.threads > (os.cpu_count() or 1):
+        warn(f"--threads {options.threads} is more than this machine's {os.cpu_count()} CPUs: the extra threads "
+             f"only compete for the same cores")
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
-    report = export(
-        args.checkpoint, targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16,
-        calib=args.calib, calib_size=args.calib_size, val=args.val, imgsz=args.imgsz,
-        android_demo=args.android_demo,
-        gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),
-        val_size=args.val_size, val_orientations=args.val_orientations, split=args.split,
-        tflite_route=args.tflite_route,
-        onnx_int8=args.onnx_int8, bias_correction=not args.no_bias_correction,
-        dynamic_batch=args.dynamic_batch, threads=args.threads,
-        verbose=not args.quiet, quiet_converters=not args.verbose_converters,
-    )
+    torch.set_num_threads(options.threads)
+    report = export(args.checkpoint, options)
     if not report.passed:
         print(f"ssdkd-export: verification failed for {len(report.failures)} artifact(s); files and "
               f"{report.path} kept for diagnosis:\n  " + "\n  ".join(report.failures), file=sys.stderr)

@@ -7,7 +7,7 @@ graph. A ``ClassifierConfig`` carries the labels. fp16 is the ML program default
 (``linear_quantize_weights``). Activation int8 (``coremltools.optimize.torch`` calibration) is not shipped: it
 would need tuning to agree with fp32, and CoreML numerics cannot be checked on Linux, so it could not be gated.
 
-On Linux CoreML cannot predict: :func:`check` verifies what can be verified (spec, I/O, op histogram, quantized
+On Linux CoreML cannot predict: :func:`verify` checks what can be verified (spec, I/O, op histogram, quantized
 weight blobs, reload) and the report says plainly that numerics were not checked.
 """
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from export import model_facts
 from export._util import quiet
-from export.context import Job
+from export.context import Job, Reference
 from export.formats import ArtifactSpec
 from export.report import Verification
 from models.atomic import atomic_path
@@ -132,8 +132,9 @@ def _labels(spec) -> list[str]:
     return [v.immediateValue.tensor.strings.values[0] for v in values]
 
 
-def check(job: Job, spec: ArtifactSpec) -> Verification:
-    """Everything Linux can verify about a saved ``.mlpackage``; numerics are explicitly not run."""
+def verify(job: Job, spec: ArtifactSpec, pre: Preprocessing, reference: Reference) -> Verification:
+    """Everything Linux can verify about a saved ``.mlpackage`` against the job's contract; numerics are explicitly
+    not run (CoreML predicts only on macOS), so ``pre`` and ``reference`` go unused."""
     import coremltools as ct
 
     path = job.out_dir / spec.file

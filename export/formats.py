@@ -1,4 +1,5 @@
-"""The format table: every target, the flags it accepts, the files it writes and what it needs installed.
+"""The format table: every target, the files it writes, the module that builds and verifies them, the runtime
+that runs them and what it needs installed.
 
 Requests are validated against this table before any work starts, so a bad flag or a missing dependency fails in
 a second with one clear line instead of after minutes of conversion.
@@ -19,35 +20,86 @@ from models.errors import InputError
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """One file a target can write. The names are a contract with the benchmark harness and the Android app."""
+
+    file: str
+    precision: str  # fp32 | fp16 | int8
+    io_dtype: str  # dtype of the model's input/output tensors
+    flag: str = ""  # the precision flag that adds it ("int8", "fp16"); "" for a file written on every export
+
+
+@dataclass(frozen=True)
 class Format:
+    """One target. ``module`` exposes ``build(job, spec)`` and ``verify(job, spec, pre, reference)`` (see
+    :mod:`export.context`); ``runtime`` is the key of the runtime that verifies and benchmarks its files."""
+
     target: str
-    runtime: str  # what verification runs it with: "onnxruntime" | "litert" | "coreml"
-    flags: frozenset[str]  # precision flags this target accepts
-    modules: tuple[str, ...]  # importable modules the target needs
+    module: str
+    runtime: str  # "onnxruntime" | "litert" | "coreml", as the report and the benchmark harness name them
+    artifacts: tuple[Artifact, ...]  # in the order they are exported and reported
+    requires: tuple[str, ...]  # importable modules the target needs
     extra: str  # the pip extra that installs them
     note: str
+    also_accepts: frozenset[str] = frozenset()  # precision flags that add no file here, yet are no mistake
+
+    @property
+    def flags(self) -> frozenset[str]:
+        """The precision flags this target accepts."""
+        return frozenset(a.flag for a in self.artifacts if a.flag) | self.also_accepts
 
 
 FORMATS: dict[str, Format] = {
     f.target: f
     for f in (
-        Format("onnx", "onnxruntime", frozenset({"int8"}), ("onnx", "onnxruntime", "onnxslim"), "onnx",
+        Format("onnx", "export.onnx_export", "onnxruntime",
+               (Artifact("model_fp32.onnx", "fp32", "float32"),
+                Artifact("model_int8.onnx", "int8", "float32", "int8")),
+               ("onnx", "onnxruntime", "onnxslim"), "onnx",
                "fp32 always; --int8 adds onnxruntime static QDQ int8"),
-        Format("tflite", "litert", frozenset({"int8", "fp16"}), ("ai_edge_litert", "ai_edge_quantizer"), "tflite",
+        Format("tflite", "export.tflite_export", "litert",
+               (Artifact("model_fp32.tflite", "fp32", "float32"),
+                Artifact("model_fp16.tflite", "fp16", "float32", "fp16"),
+                Artifact("model_int8.tflite", "int8", "int8", "int8"),
+                Artifact("model_int8_fio.tflite", "int8", "float32", "int8")),
+               ("ai_edge_litert", "ai_edge_quantizer"), "tflite",
                "fp32 always; --fp16 adds fp16 weights; --int8 adds full-integer int8 (int8 I/O and float I/O)"),
-        Format("coreml", "coreml", frozenset({"int8", "fp16"}), ("coremltools",), "coreml",
-               "fp16 ML program always; --int8 adds int8 weights"),
+        # CoreML ML programs compute in fp16 by default: fp16 is the baseline there, not an option, so --fp16
+        # asks for what is built anyway.
+        Format("coreml", "export.coreml_export", "coreml",
+               (Artifact("model_fp16.mlpackage", "fp16", "image"),
+                Artifact("model_int8.mlpackage", "int8", "image", "int8")),
+               ("coremltools",), "coreml",
+               "fp16 ML program always; --int8 adds int8 weights", also_accepts=frozenset({"fp16"})),
     )
 }
-# What each TFLite route needs on top of the runtime; the default route comes first (see export.tflite_export).
-ROUTE_MODULES = {"litert": ("litert_torch",), "onnx2tf": ("onnx", "onnxruntime", "onnxslim", "tensorflow", "onnx2tf")}
-TFLITE_ROUTES = tuple(ROUTE_MODULES)
-DEFAULT_TFLITE_ROUTE = TFLITE_ROUTES[0]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way of building the TFLite files (see :mod:`export.tflite_export`) and what it needs on top of the
+    TFLite target's own modules."""
+
+    name: str
+    requires: tuple[str, ...]
+    extra: str
+    install_after: str = ""  # a further install command the extra cannot express
+
+
+TFLITE_ROUTES: dict[str, Route] = {
+    r.name: r
+    for r in (  # the default route comes first
+        Route("litert", ("litert_torch",), "tflite"),
+        Route("onnx2tf", ("onnx", "onnxruntime", "onnxslim", "tensorflow", "onnx2tf"), "onnx,tflite",
+              " && pip install --no-deps onnx2tf==1.29.24"),
+    )
+}
+DEFAULT_TFLITE_ROUTE = next(iter(TFLITE_ROUTES))
 
 
 @dataclass(frozen=True)
 class ArtifactSpec:
-    """One file to produce. The names are a contract with the benchmark harness and the Android app."""
+    """One file to produce: an :class:`Artifact` of a target, with the name of its sidecar."""
 
     file: str
     target: str
@@ -84,26 +136,11 @@ def resolve_targets(targets: str | Sequence[str]) -> list[str]:
 
 
 def plan(targets: Sequence[str], int8: bool, fp16: bool, *, out_dir: Path | None = None) -> list[ArtifactSpec]:
-    """The artifacts a request produces, in the order they are exported and reported; ``out_dir``: where they go,
-    to keep the sidecars of artifacts an earlier export left there (see :func:`_sidecar`)."""
-    specs: list[ArtifactSpec] = []
-    for t in targets:
-        if t == "onnx":
-            specs.append(ArtifactSpec("model_fp32.onnx", t, "fp32", "float32"))
-            if int8:
-                specs.append(ArtifactSpec("model_int8.onnx", t, "int8", "float32"))
-        elif t == "tflite":
-            specs.append(ArtifactSpec("model_fp32.tflite", t, "fp32", "float32"))
-            if fp16:
-                specs.append(ArtifactSpec("model_fp16.tflite", t, "fp16", "float32"))
-            if int8:
-                specs.append(ArtifactSpec("model_int8.tflite", t, "int8", "int8"))
-                specs.append(ArtifactSpec("model_int8_fio.tflite", t, "int8", "float32"))
-        elif t == "coreml":
-            # CoreML ML programs compute in fp16 by default: fp16 is the baseline there, not an option.
-            specs.append(ArtifactSpec("model_fp16.mlpackage", t, "fp16", "image"))
-            if int8:
-                specs.append(ArtifactSpec("model_int8.mlpackage", t, "int8", "image"))
+    """The artifacts a request produces, in table order; ``out_dir``: where they go, to keep the sidecars of
+    artifacts an earlier export left there (see :func:`_sidecar`)."""
+    flags = {""} | {flag for flag, on in (("int8", int8), ("fp16", fp16)) if on}
+    specs = [ArtifactSpec(a.file, t, a.precision, a.io_dtype)
+             for t in targets for a in FORMATS[t].artifacts if a.flag in flags]
     stems = Counter(s.stem for s in specs)
     return [dataclasses.replace(s, sidecar=_sidecar(s, stems[s.stem] > 1, out_dir)) for s in specs]
 
@@ -136,18 +173,17 @@ def validate_flags(targets: Sequence[str], int8: bool, fp16: bool) -> None:
 
 def check_dependencies(targets: Sequence[str], tflite_route: str = DEFAULT_TFLITE_ROUTE) -> None:
     """Import what each target needs; a missing or broken install names the pip extra to install."""
-    if tflite_route not in ROUTE_MODULES:
-        raise InputError(f"unknown TFLite route {tflite_route!r} (choose from {', '.join(TFLITE_ROUTES)})")
     for t in targets:
         fmt = FORMATS[t]
-        modules = fmt.modules + (ROUTE_MODULES[tflite_route] if t == "tflite" else ())
-        for mod in modules:
+        needs = [(mod, fmt.extra, "") for mod in fmt.requires]
+        if t == "tflite":  # the route is the TFLite target's own choice
+            route = TFLITE_ROUTES[tflite_route]
+            needs += [(mod, route.extra, route.install_after) for mod in route.requires]
+        for mod, extra, install_after in needs:
             try:
                 importlib.import_module(mod)
             except Exception as e:  # noqa: BLE001 - a broken install raises more than ImportError
-                extra = "onnx,tflite" if t == "tflite" and mod in ("onnx", "onnxruntime", "onnxslim") else fmt.extra
                 raise InputError(
                     f"target {t!r} needs the Python module {mod!r} ({type(e).__name__}: {str(e)[:80]}); "
-                    f"install it with: pip install 'ssdkd[{extra}]'"
-                    + (" && pip install --no-deps onnx2tf==1.29.24" if mod == "onnx2tf" else "")
+                    f"install it with: pip install 'ssdkd[{extra}]'{install_after}"
                 ) from None

@@ -28,8 +28,9 @@ import torch
 from export import model_facts
 from export._util import quiet
 from export.calibration import ImageSet
-from export.context import Job
+from export.context import Job, Reference, int8_weights
 from export.formats import ArtifactSpec
+from export.report import Verification
 from export.weight_rounding import INT8_QMAX
 from models.atomic import atomic_save
 from models.checkpoint import ModelCard
@@ -71,7 +72,8 @@ DEFAULT_ONNX_INT8 = "portable"
 
 
 def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
-    """fp32, or int8 quantized from the bias-corrected float model (:meth:`Job.int8_source`); NCHW float32 I/O."""
+    """fp32, or int8 quantized from the GPTQ-rounded, bias-corrected float model (:meth:`Job.int8_source`); NCHW
+    float32 I/O."""
     path = job.out_dir / spec.file
     with quiet(job.quiet):
         if spec.precision == "fp32":
@@ -81,8 +83,13 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
             source = int8_float_source(job)
             export_onnx_fp32(job.int8_source(scheme.weight_qmax), job.pre, job.card, source, job.dynamic_batch)
             export_onnx_int8(source, job.need_calib("ONNX int8"), job.pre, path, scheme=scheme,
-                             bias_corrected=job.bias_correction)
+                             rounding_fixes=job.rounding_fixes)
     return job.pre
+
+
+def verify(job: Job, spec: ArtifactSpec, pre: Preprocessing, reference: Reference) -> Verification:
+    """Run the file in onnxruntime against PyTorch fp32."""
+    return reference.verify(job.out_dir / spec.file, spec.runtime, pre)
 
 
 def int8_float_source(job: Job) -> Path:
@@ -145,14 +152,14 @@ class _Reader:
 
 def export_onnx_int8(fp32_path: Path, calib: ImageSet, pre: Preprocessing, path: Path, *,
                      scheme: OnnxInt8Scheme = ONNX_INT8_SCHEMES[DEFAULT_ONNX_INT8],
-                     bias_corrected: bool = False) -> None:
+                     rounding_fixes: bool = False) -> None:
     """Static QDQ int8: per-channel int8 weights on ``scheme``'s grid, uint8 activations MinMax-calibrated on real
     images.
 
     uint8 activations because u8s8 is onnxruntime's fast path on x86 (int8 activations are rewritten to it anyway).
     The node that writes the logits stays in float: an 8-bit grid on the logits (~0.1 logit) turns near-ties between
     the top classes into exact ties, which argmax settles by class index. It is one small matrix product on pooled
-    features.
+    features. ``rounding_fixes``: ``fp32_path`` is GPTQ-rounded and bias-corrected (recorded in the metadata).
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -171,8 +178,7 @@ def export_onnx_int8(fp32_path: Path, calib: ImageSet, pre: Preprocessing, path:
         model = onnx.load(str(out))
     props = read_metadata(fp32_path)
     props["quantization"] = json.dumps({"format": "QDQ", **scheme.to_json(), "float_nodes": head,
-                                        "calibration_images": len(calib),
-                                        "bias_correction": bias_corrected})
+                                        "calibration_images": len(calib), **int8_weights(rounding_fixes)})
     _set_metadata(model, props)
     model.doc_string = props["description"]
     onnx.checker.check_model(model)

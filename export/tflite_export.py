@@ -26,8 +26,9 @@ import torch
 
 from export import tflite_metadata
 from export._util import quiet
-from export.context import Job
+from export.context import Job, Reference
 from export.formats import ArtifactSpec
+from export.report import Verification
 from models.atomic import atomic_write_bytes
 from models.preprocessing import Preprocessing
 
@@ -54,6 +55,14 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
     # the contract is read back from the bare file, then travels inside it
     atomic_write_bytes(path, tflite_metadata.attach(inline_buffers(path.read_bytes()), card=job.card, pre=pre))
     return pre
+
+
+def verify(job: Job, spec: ArtifactSpec, pre: Preprocessing, reference: Reference) -> Verification:
+    """Run the file in LiteRT against PyTorch fp32, and count its ops (:func:`op_histogram`)."""
+    path = job.out_dir / spec.file
+    verification = reference.verify(path, spec.runtime, pre)
+    verification.checks["op_histogram"] = op_histogram(path)
+    return verification
 
 
 def int8_float_source(job: Job) -> Path:

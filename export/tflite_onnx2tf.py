@@ -38,8 +38,8 @@ def _sample_file(job: Job) -> np.ndarray:
 def _saved_model(job: Job, int8: bool) -> Path:
     """Static ONNX -> onnx2tf SavedModel of the float model, or for int8 of :meth:`Job.int8_source` (each cached
     for its sibling artifacts)."""
-    # without bias correction the int8 source is the float model itself: reuse its conversion
-    key = "int8" if int8 and job.bias_correction else "float"
+    # without the rounding fixes the int8 source is the float model itself: reuse its conversion
+    key = "int8" if int8 and job.rounding_fixes else "float"
     if key in job.cache.setdefault("onnx2tf_dir", {}):
         return job.cache["onnx2tf_dir"][key]
     import onnx2tf

@@ -8,19 +8,19 @@ temperature changes no argmax).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from distill.metrics import agreement, balanced_accuracy
 from export.calibration import ImageSet
 from export.report import Verification
+from export.runtimes import RUNTIMES, Run
 from models.calibration import assess
 from models.preprocessing import Preprocessing, softmax
 
-Runner = Callable[[np.ndarray], np.ndarray]  # one model input (batch 1) -> raw model output
 RELIABILITY_PNG = "reliability.png"
 
 
@@ -72,12 +72,6 @@ class Gate:
         return {"enabled": self.enabled, "max_bacc_drop_pt": self.max_bacc_drop, "min_agreement": self.min_agreement}
 
 
-def balanced_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
-    """Mean per-class recall over the classes present in ``labels`` (ISIC's headline metric)."""
-    recalls = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
-    return float(np.mean(recalls)) if recalls else float("nan")
-
-
 def reference_logits(model: torch.nn.Module, images: ImageSet, batch: int = 32) -> np.ndarray:
     """PyTorch fp32 logits on the NCHW float inputs every artifact is compared against."""
     out = []
@@ -90,44 +84,14 @@ def reference_logits(model: torch.nn.Module, images: ImageSet, batch: int = 32) 
 
 def scores(logits: np.ndarray, labels: np.ndarray) -> dict:
     pred = logits.argmax(1)
-    return {"accuracy": float((pred == labels).mean()), "balanced_accuracy": balanced_accuracy(pred, labels),
+    return {"accuracy": float((pred == labels).mean()), "balanced_accuracy": balanced_accuracy(labels, pred),
             "n_images": int(len(labels))}
 
 
-def onnx_runner(path: Path, threads: int = 1) -> Runner:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x})[0]
-
-
-def litert_runner(path: Path, threads: int = 1) -> Runner:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        return it.get_tensor(out["index"]).copy()
-
-    return run
-
-
-RUNNERS: dict[str, Callable[[Path, int], Runner]] = {"onnxruntime": onnx_runner, "litert": litert_runner}
-
-
-def run_artifact(runner: Runner, pre: Preprocessing, images: ImageSet) -> np.ndarray:
+def run_artifact(run: Run, pre: Preprocessing, images: ImageSet) -> np.ndarray:
     """Dequantized outputs (logits or probabilities, as ``pre.output_kind`` says) of every image, fed one at a time
     (the artifacts have a static batch of 1)."""
-    return np.concatenate([pre.values(np.asarray(runner(images.model_input(pre, i, i + 1))))
+    return np.concatenate([pre.values(np.asarray(run(images.model_input(pre, i, i + 1))))
                            for i in range(len(images))]).reshape(len(images), -1)
 
 
@@ -168,7 +132,7 @@ def compare(values: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.
     cal = assess(values, labels, temperature, kind=output_kind) if len(labels) else None
     return Verification(
         status="passed",
-        agreement=float((values.argmax(1) == ref.argmax(1)).mean()),
+        agreement=agreement(values.argmax(1), ref.argmax(1)),
         tied_top1=float(((values == values.max(1, keepdims=True)).sum(1) > 1).mean()),
         max_abs_dsoftmax=float(d_soft.max()),
         mean_l1_dsoftmax=float(d_soft.sum(1).mean()),
@@ -198,11 +162,13 @@ def reference_calibration(ref: np.ndarray, images: ImageSet, temperature: float,
 
 def verify_artifact(path: Path, runtime: str, pre: Preprocessing, images: ImageSet | None, ref: np.ndarray | None,
                     reference_bacc: float | None, gate: Gate, threads: int = 1) -> Verification:
-    """Run one artifact on the validation images and apply the gate."""
-    if runtime not in RUNNERS:
-        raise ValueError(f"no runner for runtime {runtime!r}")
+    """Run one artifact on the validation images, loaded by its runtime's one loader (``export.runtimes``), and
+    apply the gate."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"no loader for runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
     if images is None or ref is None or not len(images):
         return Verification(status="not_run", reason="no validation images (pass --val ROOT)")
-    return gate.apply(compare(run_artifact(RUNNERS[runtime](path, threads), pre, images), ref, images.labels,
-                              images.groups, pre.output_kind, pre.temperature),
+    run = RUNTIMES[runtime].load(path, threads=threads).run
+    return gate.apply(compare(run_artifact(run, pre, images), ref, images.labels, images.groups, pre.output_kind,
+                              pre.temperature),
                       reference_bacc)

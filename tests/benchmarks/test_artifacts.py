@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.artifacts import discover, find_sidecar, parse_runtimes
-from benchmarks.harness import preprocessing_for
+from benchmarks.plan import preprocessing_for
 from models import load_checkpoint
 from models.errors import InputError
 

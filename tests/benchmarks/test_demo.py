@@ -9,25 +9,34 @@ import pytest
 
 from benchmarks import demo
 from models import ModelCard, build_model, save_checkpoint
+from models.errors import InputError
 
 
-def test_stage_times_a_block_and_run_stops_on_a_failed_stage(capsys) -> None:
+def test_stage_times_a_block_and_a_failed_stage_stops_the_demo_naming_it(capsys) -> None:
     stages = demo.Stages()
     with stages.stage("compute"):
         value = 6 * 7
     assert value == 42 and [n for n, _ in stages.times] == ["compute"]
-    stages.run("ok", lambda: 0)
-    with pytest.raises(SystemExit, match="stage 'bad' failed"):
-        stages.run("bad", lambda: 3)
+    with pytest.raises(SystemExit, match="stage 'bad' failed: 3 artifacts failed; outputs so far are kept"):
+        with stages.stage("bad"):
+            raise demo.StageFailed("3 artifacts failed")
+    with pytest.raises(SystemExit, match="stage 'input' failed: x.yaml: no such file"):
+        with stages.stage("input"):
+            raise InputError("x.yaml: no such file")
     out = capsys.readouterr().out
-    assert "--- compute:" in out and "--- bad:" in out
+    assert "--- compute:" in out and "--- bad:" in out and "--- input:" in out
     assert "**total**" in stages.table() and "| bad |" in stages.table()
 
 
+def test_a_bad_dataset_stops_the_demo_at_its_first_stage(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="^demo: stage 'check data' failed: .*no_such_dir") as e:
+        demo.main(["--zoo", "--data", str(tmp_path / "no_such_dir"), "--out", str(tmp_path / "run")])
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "run" / "export").exists()
+
+
 def test_weight_paths_in_the_demo_config_are_passed_absolute() -> None:
-    sets = demo._absolute_weights(demo.CONFIG)
-    values = dict(s.split("=", 1) for s in sets[1::2])
-    assert sets[::2] == ["--set"] * len(values)
+    values = dict(s.split("=", 1) for s in demo._absolute_weights(demo.CONFIG))
     student = Path(values["student.weights"])
     assert student.is_absolute() and student.is_file()
     assert student.name == "mobilenet_v2_1.0_imagenet_fp16.pth"
@@ -39,6 +48,30 @@ def test_weight_paths_that_are_absolute_or_missing_are_left_alone(tmp_path) -> N
     assert demo._absolute_weights(cfg) == []
     cfg.write_text("student:\n  arch: mobilenet_v2\n")
     assert demo._absolute_weights(cfg) == []
+
+
+def test_distill_trains_the_ssd_kd_student_of_the_demo_config(tmp_path: Path, monkeypatch) -> None:
+    """The stages get the config the CLI calls would have built: data, absolute weights, teacher, method, epochs."""
+    from distill import stages
+
+    calls: dict[str, tuple] = {}
+    for name in ("train_teacher", "train_ss_head", "train_student"):
+        monkeypatch.setattr(stages, name, lambda cfg, out, _name=name, **kw: calls.setdefault(_name, (cfg, out, kw)))
+    monkeypatch.setattr(demo, "ZOO", tmp_path / "empty_zoo")  # no zoo teacher: the demo trains one first
+    run = tmp_path / "distill"
+    assert demo._distill(run, demo.SAMPLE, epochs=3) == run / "student" / "best.pt"
+    teacher_cfg, teacher_out, teacher_kw = calls["train_teacher"]
+    ss_cfg, ss_out, ss_kw = calls["train_ss_head"]
+    student_cfg, student_out, student_kw = calls["train_student"]
+    assert (teacher_out, ss_out, student_out) == (run / "teacher", run / "ss_head", run / "student")
+    assert teacher_kw == ss_kw == {"overwrite": True}
+    assert student_kw == {"ss_head": run / "ss_head" / "ss_head.pt", "overwrite": True}
+    for cfg in (teacher_cfg, ss_cfg, student_cfg):
+        assert cfg.data.root == str(demo.SAMPLE) and Path(cfg.student.weights).is_absolute()
+        assert cfg.data.image_size == 112  # configs/cpu_demo.yaml's
+    assert ss_cfg.teacher.checkpoint == student_cfg.teacher.checkpoint == str(run / "teacher" / "best.pt")
+    assert ss_cfg.ss_head_optim.epochs == 2
+    assert student_cfg.loss.method == "ssd-kd" and student_cfg.student_optim.epochs == 3
 
 
 def _metrics(n: int, bacc: float, nv: int) -> dict:

@@ -14,7 +14,8 @@ import torch
 from export import export
 from export.calibration import read_split_images
 from export.formats import plan
-from export.verify import litert_runner, onnx_runner, run_artifact
+from export.runtimes import RUNTIMES
+from export.verify import run_artifact
 from models import load_checkpoint
 from models.preprocessing import Preprocessing
 
@@ -85,10 +86,10 @@ def test_fp32_artifacts_match_pytorch_exactly(exported):
     model, card, images = _val(exported)
     with torch.no_grad():
         ref = model(torch.from_numpy(np.ascontiguousarray(images.x.transpose(0, 3, 1, 2)))).numpy()
-    for f, runner in (("model_fp32.onnx", onnx_runner), ("model_fp32.tflite", litert_runner)):
-        path = exported.out_dir / f
-        pre = Preprocessing.load(exported.out_dir / exported.artifact(f).preprocessing)
-        logits = run_artifact(runner(path, 1), pre, images)
+    for f in ("model_fp32.onnx", "model_fp32.tflite"):
+        path, spec = exported.out_dir / f, exported.artifact(f)
+        pre = Preprocessing.load(exported.out_dir / spec.preprocessing)
+        logits = run_artifact(RUNTIMES[spec.runtime].load(path, threads=1).run, pre, images)
         assert np.abs(logits - ref).max() < 1e-4, f
         v = exported.artifact(f).verification
         assert v.status == "passed" and v.agreement == 1.0 and v.max_abs_dlogit < 1e-4
@@ -156,7 +157,10 @@ def test_metadata_round_trips(exported):
         assert json.loads(meta["mean"]) == card["mean"] and json.loads(meta["std"]) == card["std"]
         assert int(meta["input_size"]) == card["input_size"]
         assert json.loads(meta["model_card"]) == card
-    assert "QDQ" in read_metadata(exported.out_dir / "model_int8.onnx")["quantization"]
+    quantization = json.loads(read_metadata(exported.out_dir / "model_int8.onnx")["quantization"])
+    assert quantization["format"] == "QDQ"
+    # one switch turns both fixes of the int8 weights off, so the file says which of them it has
+    assert quantization["gptq_rounding"] is True and quantization["bias_correction"] is True
     _assert_float_onnx_head(exported.out_dir / "model_int8.onnx")
     labels = (exported.out_dir / "labels.txt").read_text().splitlines()
     assert labels == card["labels"]
@@ -184,7 +188,7 @@ def test_int8_tflite_outputs_are_probabilities_calibrated_on_the_whole_range(exp
     bound = np.abs(logits).max()
     for f in ("model_int8.tflite", "model_int8_fio.tflite"):
         pre = Preprocessing.load(exported.out_dir / exported.artifact(f).preprocessing)
-        probs = run_artifact(litert_runner(exported.out_dir / f, 1), pre, calib)
+        probs = run_artifact(RUNTIMES["litert"].load(exported.out_dir / f, threads=1).run, pre, calib)
         assert np.abs(probs.sum(1) - 1).max() < 0.05, f
         fc_scale = _fc_output_scale(exported.out_dir / f)
         # symmetric int16: the grid spans +-32767 steps; bias correction moves logits by ~1e-3, hence the slack

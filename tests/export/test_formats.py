@@ -67,3 +67,77 @@ def test_gate_rejects_nonsense():
         Gate(min_agreement=97.0)  # a fraction, not a percentage
     with pytest.raises(ValueError):
         Gate(max_bacc_drop=-1)
+
+
+def test_export_options_are_frozen_keyword_only_and_checked():
+    import dataclasses
+
+    from export.options import ExportOptions
+
+    opts = ExportOptions(targets="tflite,onnx", int8=True)
+    assert opts.targets == ("onnx", "tflite")  # resolved once, in table order
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.int8 = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ExportOptions("tflite")  # type: ignore[misc]
+    with pytest.raises(InputError, match=r"^--calib-size must be at least 32, got 4$"):
+        ExportOptions(calib_size=4)
+    with pytest.raises(InputError, match=r"^--fp16 does not apply to target\(s\) onnx; it applies to tflite, coreml$"):
+        ExportOptions(targets="onnx", fp16=True)
+    with pytest.raises(InputError, match="--android-demo needs the TFLite target"):
+        ExportOptions(targets="onnx", android_demo="app")
+    with pytest.raises(InputError, match="unknown TFLite route 'tf'"):
+        ExportOptions(tflite_route="tf")
+    with pytest.raises(InputError, match="--onnx-int8 must be one of portable, vnni, got 'avx'"):
+        dataclasses.replace(opts, onnx_int8="avx")  # a changed copy is checked again
+
+
+def test_export_keywords_replace_options_and_unknown_ones_are_named():
+    from export.options import ExportOptions, with_settings
+
+    base = ExportOptions(targets="onnx", val_size=8)
+    assert with_settings(base, {"int8": True}) == ExportOptions(targets="onnx", val_size=8, int8=True)
+    assert with_settings(None, {}) == ExportOptions()
+    with pytest.raises(InputError, match=r"unknown export option 'int_8'; did you mean 'int8'\?"):
+        with_settings(None, {"int_8": True})
+    with pytest.raises(TypeError, match="ExportOptions"):
+        with_settings("tflite", {})  # type: ignore[arg-type]
+
+
+def test_cli_defaults_are_the_library_defaults():
+    import os
+
+    from export.cli import get_args_parser, options_from_args
+    from export.options import ExportOptions
+
+    args = get_args_parser().parse_args(["x.pt"])
+    assert options_from_args(args) == ExportOptions(threads=min(2, os.cpu_count() or 1))
+    args = get_args_parser().parse_args(["x.pt", "--target", "all", "--int8", "--no-rounding-fixes", "--no-gate"])
+    opts = options_from_args(args)
+    assert opts.targets == tuple(FORMATS) and opts.int8 and not opts.rounding_fixes and not opts.gate.enabled
+
+
+def test_format_table_covers_every_target_and_precision_the_cli_accepts():
+    import importlib
+
+    from export.cli import get_args_parser
+    from export.runtimes import RUNTIMES
+
+    parser = get_args_parser()
+    precision_flags = {a.dest for a in parser._actions if a.dest in ("int8", "fp16")}
+    assert precision_flags == {"int8", "fp16"} == set().union(*(f.flags for f in FORMATS.values()))
+    files = [a.file for f in FORMATS.values() for a in f.artifacts]
+    assert len(files) == len(set(files)), "every file name belongs to one target and precision"
+    for target in resolve_targets("all"):
+        fmt = FORMATS[target]
+        module = importlib.import_module(fmt.module)
+        assert callable(module.build) and callable(module.verify), fmt.module
+        assert fmt.runtime in RUNTIMES
+        # with a flag the target accepts, it writes a file of that precision; any file the flag adds is of it
+        base = {s.file for s in plan([target], int8=False, fp16=False)}
+        assert base
+        for flag in fmt.flags:
+            specs = plan([target], **{f: f == flag for f in ("int8", "fp16")})
+            assert flag in {s.precision for s in specs}, (target, flag)
+            assert {s.precision for s in specs if s.file not in base} <= {flag}, (target, flag)
+        assert {s.runtime for s in plan([target], int8=True, fp16=True)} == {fmt.runtime}

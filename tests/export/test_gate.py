@@ -96,10 +96,10 @@ def test_broken_calibration_fails_the_gate_from_the_cli(export_checkpoint, tmp_p
     assert main(argv + ["--no-gate"]) == 0
 
 
-def test_onnx2tf_route_no_bias_correction_and_broken_calibration(export_checkpoint, tmp_path):
+def test_onnx2tf_route_without_rounding_fixes_and_broken_calibration(export_checkpoint, tmp_path):
     """The second TFLite route (ONNX -> onnx2tf -> TF converter) builds loadable all-int8 files with int8 logits
-    out; the default route builds them without bias correction too; and calibration images squashed to a tiny range
-    (activation scales far too small for real images) fail the gate."""
+    out; the default route builds them without the rounding fixes (GPTQ, bias correction) too; and calibration
+    images squashed to a tiny range (activation scales far too small for real images) fail the gate."""
     from models.preprocessing import Preprocessing
 
     o2t = export(export_checkpoint, targets="tflite", int8=True, out_dir=tmp_path / "o2t", verbose=False,
@@ -111,12 +111,13 @@ def test_onnx2tf_route_no_bias_correction_and_broken_calibration(export_checkpoi
     assert o2t.artifact("model_int8.tflite").verification.agreement >= 0.5
 
     good = export(export_checkpoint, targets="tflite", int8=True, out_dir=tmp_path / "good", verbose=False,
-                  gate=E2E_GATE, bias_correction=False)
-    assert good.settings["tflite_route"] == "litert" and good.settings["bias_correction"] is False
+                  gate=E2E_GATE, rounding_fixes=False)
+    assert good.settings["tflite_route"] == "litert"
+    assert good.settings["gptq_rounding"] is False and good.settings["bias_correction"] is False
     good_agreement = good.artifact("model_int8.tflite").verification.agreement
     assert good_agreement >= 0.5 and good.artifact("model_int8.tflite").verification.status == "passed"
     report = export(export_checkpoint, targets="tflite", int8=True, out_dir=tmp_path / "out", verbose=False,
-                    gate=E2E_GATE, bias_correction=False, calib_transform=lambda px: 127.0 + 0.02 * (px - 127.0))
+                    gate=E2E_GATE, rounding_fixes=False, calib_transform=lambda px: 127.0 + 0.02 * (px - 127.0))
     assert not report.passed
     for f in ("model_int8.tflite", "model_int8_fio.tflite"):
         v = report.artifact(f).verification

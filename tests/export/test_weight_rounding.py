@@ -163,7 +163,8 @@ def test_onnxruntime_keeps_the_pre_rounded_weights(exported, model_and_calib) ->
     ready = int8_ready(model, calib, pre, qmax=scheme.weight_qmax)  # the grid of the scheme the file was made with
     ready_convs = [m.weight.detach().numpy() for m in _layers(ready)[:-1]]
     onnx_convs = _onnx_int8_weights(exported.out_dir / "model_int8.onnx")
-    assert exported.settings["bias_correction"] is True and len(onnx_convs) == len(ready_convs)
+    assert exported.settings["gptq_rounding"] is True and exported.settings["bias_correction"] is True
+    assert len(onnx_convs) == len(ready_convs)
     for want in ready_convs:  # graph order is not module order: each must have an exact twin in the QDQ model
         assert any(got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-7) for got in onnx_convs)
 
