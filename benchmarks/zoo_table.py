@@ -1,9 +1,11 @@
-"""Build the README's model-zoo comparison table from run outputs (nothing typed by hand).
+"""Tool (not library code): build the README's model-zoo comparison table from run outputs (nothing typed by hand).
 
-    python -m benchmarks.zoo_table --runs runs/zoo --data ../shared/data/ham10000-isic2019
+    python -m benchmarks.zoo_table --data ../shared/data/ham10000-isic2019
 
-For each of teacher / scratch / kd / rkd / d-kd / ssd-kd: test-split accuracy, balanced accuracy, macro AUC and
-calibration (``test_metrics.json`` from ``ssdkd-distill evaluate``), parameters and MACs, then an int8 TFLite export
+It describes the committed files, so any checkout can regenerate it: for each of teacher / scratch / kd / rkd / d-kd /
+ssd-kd found in ``--zoo`` (``teacher.pt``, ``student_<method>.pt``): test-split accuracy, balanced accuracy, macro
+AUC, melanoma recall and calibration (``<file>.test_metrics.json`` from ``ssdkd-distill evaluate``), parameters and
+MACs, then an int8 TFLite export
 (calibrated on the train split, verified on val in every orientation; both the int8-I/O and the float-I/O file)
 and its 1-thread LiteRT latency on this machine.
 Writes ``models/zoo/RESULTS.md`` + ``results.json`` and replaces the README block between the zoo markers.
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 
 from benchmarks.complexity import count_macs
@@ -22,6 +23,7 @@ from benchmarks.harness import run_benchmark
 from export import ExportReport, export
 from models import count_parameters, load_checkpoint
 from models.atomic import atomic_write_json, atomic_write_text
+from models.host import host_cpu
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = (("teacher", "teacher"), ("scratch", "student alone (weighted CE)"), ("kd", "KD"), ("rkd", "RKD"),
@@ -48,25 +50,34 @@ def _int8_fidelity(report: ExportReport, file: str) -> dict:
             "bacc_change_ci_pt": v.bacc_change_ci}
 
 
-def measure(run: Path, data: Path, runs: int) -> dict:
-    ckpt = run / "best.pt"
-    model, card = load_checkpoint(ckpt)
-    test = json.loads((run / "test_metrics.json").read_text())
-    if "calibration" not in test:  # written before evaluate reported calibration
-        from distill.stages import evaluate_checkpoint
+def _relative_paths(settings: dict) -> dict:
+    """The export's record of its val images with repo-relative paths (the split file can be absolute there)."""
+    return {k: repo_relative(v) if k in ("root", "split_source") and v else v for k, v in settings.items()}
 
-        test = evaluate_checkpoint(ckpt, data, "test")
-    report = export(ckpt, targets="tflite", int8=True, calib=data, val=data, out_dir=run / "export_int8",
+
+def zoo_files(zoo: Path, key: str) -> tuple[Path, Path]:
+    """The checkpoint of one table row in a zoo dir and its ``ssdkd-distill evaluate`` output on the test split."""
+    name = "teacher" if key == "teacher" else f"student_{key}"
+    return zoo / f"{name}.pt", zoo / f"{name}.test_metrics.json"
+
+
+def measure(ckpt: Path, test_metrics: Path, data: Path, out: Path, runs: int) -> dict:
+    model, card = load_checkpoint(ckpt)
+    test = json.loads(test_metrics.read_text())
+    report = export(ckpt, targets="tflite", int8=True, calib=data, val=data, out_dir=out,
                     calib_size=CALIB_IMAGES, val_size=None, verbose=False)
-    bench = run_benchmark([run / "export_int8" / "model_int8.tflite"], runtimes="tflite", threads=(1,), runs=runs,
+    bench = run_benchmark([out / "model_int8.tflite"], runtimes="tflite", threads=(1,), runs=runs,
                           min_seconds=2.0, warmup=10, memory=False, plots=False, progress=False)
-    return {"arch": f"{card.arch}-{card.width}", "input_size": card.input_size, "method": card.training.get("method"),
-            "test": {k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc")},
+    arch = f"{card.arch}-{card.width}" if card.width else card.arch
+    return {"checkpoint": repo_relative(ckpt), "arch": arch, "input_size": card.input_size,
+            "method": card.training.get("method"),
+            "test": {**{k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc")},
+                     "mel_recall": test["per_class"]["MEL"]["recall"]},
             "calibration": test["calibration"],
             "params": count_parameters(model), "macs": count_macs(model, card.input_size),
             "int8_tflite_bytes": report.artifact("model_int8.tflite").size_bytes,
             "int8_p50_ms_1thread": bench.rows[0]["latency"]["p50_ms"],
-            "val": {**report.settings["val"], "root": repo_relative(report.settings["val"]["root"])},
+            "val": _relative_paths(report.settings["val"]),
             "int8": _int8_fidelity(report, "model_int8.tflite"),
             "int8_float_io": _int8_fidelity(report, "model_int8_fio.tflite")}
 
@@ -75,6 +86,10 @@ def _fidelity(f: dict) -> str:
     ci = f["bacc_change_ci_pt"]
     return (f"{100 * f['agreement']:.1f}% agree ({100 * f['tied_top1']:.1f}% tied), mean L1 Δp {f['mean_l1_dp']:.3f}, "
             f"{f['bacc_change_pt']:+.1f} pt bacc [{ci[0]:+.1f}, {ci[1]:+.1f}] ({f['gate']})")
+
+
+def _recall(test: dict) -> str:
+    return f"{test['mel_recall']:.2f}" if "mel_recall" in test else "—"
 
 
 def _calibration(cal: dict | None) -> str:
@@ -87,17 +102,17 @@ def _calibration(cal: dict | None) -> str:
 
 
 def render(results: dict) -> str:
-    lines = ["| model | arch @ px | test acc % | test bal. acc % | macro AUC | T: test ECE at T=1 → T | params | "
-             "MACs | int8 TFLite | int8 p50, 1 thread | int8 vs fp32 (val) | float-I/O int8 vs fp32 (val) | "
+    lines = ["| model | arch @ px | test acc % | test bal. acc % | macro AUC | MEL recall | T: test ECE at T=1 → T | "
+             "params | MACs | int8 TFLite | int8 p50, 1 thread | int8 vs fp32 (val) | float-I/O int8 vs fp32 (val) | "
              "paper acc % (ISIC 2019, 224 px) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, label in ROWS:
         r = results["rows"].get(key)
         if r is None:
             continue
         t = r["test"]
         lines.append(f"| {label} | {r['arch']} @ {r['input_size']} | {100 * t['accuracy']:.1f} | "
-                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | "
+                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | {_recall(t)} | "
                      f"{_calibration(r.get('calibration'))} | {r['params'] / 1e6:.2f} M | "
                      f"{r['macs'] / 1e6:.0f} M | {r['int8_tflite_bytes'] / 1e6:.2f} MB | "
                      f"{r['int8_p50_ms_1thread']:.2f} ms | {_fidelity(r['int8'])} | {_fidelity(r['int8_float_io'])} | "
@@ -124,23 +139,38 @@ def render(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default="runs/zoo")
+    p.add_argument("--zoo", default=str(REPO / "models" / "zoo"),
+                   help="dir with teacher.pt, student_<method>.pt and their .test_metrics.json")
+    p.add_argument("--out", default="runs/zoo_table", help="where the int8 exports go")
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ham10000-isic2019"))
     p.add_argument("--bench-runs", type=int, default=100)
     p.add_argument("--readme", default=str(REPO / "README.md"))
+    p.add_argument("--only", nargs="+", choices=[k for k, _ in ROWS], metavar="ROW",
+                   help="measure only these rows and keep the others from the committed results.json "
+                        f"(one of {', '.join(k for k, _ in ROWS)})")
     p.add_argument("--render-only", action="store_true",
                    help="re-render RESULTS.md and the README block from the committed results.json (no measuring)")
     args = p.parse_args(argv)
-    runs = Path(args.runs)
+    zoo, committed = Path(args.zoo), REPO / "models" / "zoo" / "results.json"
     if args.render_only:
-        results = json.loads((REPO / "models" / "zoo" / "results.json").read_text())
+        results = json.loads(committed.read_text())
     else:
-        results = {"machine": f"{platform.processor() or platform.machine()} ({platform.node()})",
+        cpu = host_cpu()
+        results = {"machine": f"{cpu['cpu_model']}, {os.cpu_count()} cores ({', '.join(cpu['isa'])})",
                    "calib_images": CALIB_IMAGES, "rows": {}}
+        if args.only:  # rows measured on another day keep their figures; the machine must be the same one
+            kept = json.loads(committed.read_text())
+            if kept["machine"] != results["machine"]:
+                raise SystemExit(f"zoo_table: --only: {committed} was measured on {kept['machine']}, "
+                                 f"this is {results['machine']}: measure every row")
+            results["rows"] = {k: r for k, r in kept["rows"].items()
+                               if k not in args.only and zoo_files(zoo, k)[0].is_file()}
         for key, label in ROWS:
-            if (runs / key / "test_metrics.json").is_file():
-                print(f"measuring {label} ...", flush=True)
-                results["rows"][key] = measure(runs / key, Path(args.data), args.bench_runs)
+            ckpt, test_metrics = zoo_files(zoo, key)
+            if ckpt.is_file() and (not args.only or key in args.only):
+                print(f"measuring {label} ({ckpt.name}) ...", flush=True)
+                results["rows"][key] = measure(ckpt, test_metrics, Path(args.data), Path(args.out) / key,
+                                               args.bench_runs)
     table = render(results)
     atomic_write_json(REPO / "models" / "zoo" / "results.json", results)
     atomic_write_text(REPO / "models" / "zoo" / "RESULTS.md", "# Model zoo results\n\n" + table + "\n")

@@ -13,7 +13,8 @@ input size: upsampling, vertical centre offset) and a synthetic image larger tha
 dimensions (box-average path, crop to a multiple of k). The default input size is 96 to keep the committed files
 small; the geometry is size-agnostic.
 
-Run ``python -m export.golden`` to regenerate the committed vectors (``android_demo/app/src/test/resources/golden``).
+Tool (not library code): ``python -m export.golden`` (:func:`main`) regenerates the committed vectors
+(``android_demo/app/src/test/resources/golden``); the tests call the two writers above directly.
 """
 
 from __future__ import annotations
@@ -312,6 +313,7 @@ def write_golden_vectors(pre: Preprocessing, image_paths: Sequence[str | Path], 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Tool entry point (``python -m export.golden``): rewrite the committed golden vectors."""
     ap = argparse.ArgumentParser(prog="python -m export.golden", description=__doc__.split("\n\n")[0])
     ap.add_argument("images", nargs="*", help=f"image files (default: {', '.join(DEFAULT_IMAGES)} from --image-dir)")
     ap.add_argument("--image-dir", type=Path, default=DEFAULT_IMAGE_DIR)
