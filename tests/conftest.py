@@ -13,6 +13,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from export._util import preload_torch  # noqa: E402
+
+# Before any test imports TensorFlow: a test file run on its own must not depend on an earlier one having done it.
+preload_torch()
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "isic2019_sample"
 SHARED = Path(os.environ.get("SSDKD_SHARED", REPO.parent / "shared"))
