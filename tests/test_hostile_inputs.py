@@ -302,7 +302,13 @@ def _start(argv: list[str], tmp: Path) -> tuple[subprocess.Popen, Path]:
     (tmp / "tmpdir").mkdir()
     with open(err, "w") as f:
         return subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                stderr=f), err
+                                stderr=f, preexec_fn=_default_sigint), err
+
+
+def _default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN (no
+    KeyboardInterrupt): give the child the default, as a terminal would, so the test holds wherever pytest runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int, err: Path) -> int:
