@@ -88,10 +88,6 @@ def _fidelity(f: dict) -> str:
             f"{f['bacc_change_pt']:+.1f} pt bacc [{ci[0]:+.1f}, {ci[1]:+.1f}] ({f['gate']})")
 
 
-def _recall(test: dict) -> str:
-    return f"{test['mel_recall']:.2f}" if "mel_recall" in test else "—"
-
-
 def _calibration(cal: dict | None) -> str:
     """``T: ECE at T = 1 -> at T`` on the test split; rows measured before calibration existed have neither."""
     if cal is None:
@@ -112,7 +108,7 @@ def render(results: dict) -> str:
             continue
         t = r["test"]
         lines.append(f"| {label} | {r['arch']} @ {r['input_size']} | {100 * t['accuracy']:.1f} | "
-                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | {_recall(t)} | "
+                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | {t['mel_recall']:.2f} | "
                      f"{_calibration(r.get('calibration'))} | {r['params'] / 1e6:.2f} M | "
                      f"{r['macs'] / 1e6:.0f} M | {r['int8_tflite_bytes'] / 1e6:.2f} MB | "
                      f"{r['int8_p50_ms_1thread']:.2f} ms | {_fidelity(r['int8'])} | {_fidelity(r['int8_float_io'])} | "
@@ -156,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(committed.read_text())
     else:
         cpu = host_cpu()
-        results = {"machine": f"{cpu['cpu_model']}, {os.cpu_count()} cores ({', '.join(cpu['isa'])})",
+        results = {"machine": f"{cpu['cpu_model'] or 'unknown CPU'}, {os.cpu_count()} cores "
+                              f"({', '.join(cpu['isa']) or 'no int8-relevant ISA extension'})",
                    "calib_images": CALIB_IMAGES, "rows": {}}
         if args.only:  # rows measured on another day keep their figures; the machine must be the same one
             kept = json.loads(committed.read_text())
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["rows"][key] = measure(ckpt, test_metrics, Path(args.data), Path(args.out) / key,
                                                args.bench_runs)
     table = render(results)
-    atomic_write_json(REPO / "models" / "zoo" / "results.json", results)
+    atomic_write_json(committed, results)
     atomic_write_text(REPO / "models" / "zoo" / "RESULTS.md", "# Model zoo results\n\n" + table + "\n")
     readme = Path(args.readme)
     text = readme.read_text()
