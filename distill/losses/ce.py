@@ -18,8 +18,9 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_wei
     return F.cross_entropy(logits, target, weight=weight)
 
 
-def class_weights_from_counts(counts: Sequence[int]) -> list[float]:
-    """``round(N / N_c, 3)`` per class, N = total count (the official recipe's ``(freq.sum() / freq).round(3)``).
+def class_weights_from_counts(counts: Sequence[int], power: float = 1.0) -> list[float]:
+    """``round((N / N_c) ** power, 3)`` per class, N = total count. ``power`` 1 is the official recipe's
+    ``(freq.sum() / freq).round(3)``; below 1 softens it (0.5: the square root; 0: every weight 1).
 
     counts: ``K`` label counts of the training split. Returns ``K`` weights.
     Raises ValueError naming the first class whose count is not positive (its weight would be infinite).
@@ -28,4 +29,4 @@ def class_weights_from_counts(counts: Sequence[int]) -> list[float]:
         if count <= 0:
             raise ValueError(f"class {index} has count {count}; every class needs a positive count to get a weight")
     total = sum(counts)
-    return [round(total / count, 3) for count in counts]
+    return [round((total / count) ** power, 3) for count in counts]

@@ -124,6 +124,11 @@ def test_class_weights_on_isic2019_counts() -> None:
     assert weights[1] == 1.967 and weights[5] == 105.987
 
 
+def test_class_weights_power_softens_them() -> None:
+    assert class_weights_from_counts([90, 10], power=0.5) == [round((100 / 90) ** 0.5, 3), round(10 ** 0.5, 3)]
+    assert class_weights_from_counts([90, 10], power=0.0) == [1.0, 1.0]
+
+
 def test_class_weights_reject_empty_class_by_index() -> None:
     with pytest.raises(ValueError, match="class 2"):
         class_weights_from_counts([5, 3, 0, 1])

@@ -70,6 +70,7 @@ def test_engine_tables_cover_exactly_the_config_names() -> None:
     ("student_optim.warmup_epochs=1", "student_optim.warmup_epochs needs student_optim.scheduler=cosine"),
     ("student_optim.warmup_epochs=fast", "student_optim.warmup_epochs: expected a number"),
     ("student_optim.optimizer=1", "student_optim.optimizer: expected a string"),
+    ("loss.class_weight_power=2", "loss.class_weight_power must be in [0, 1], got 2"),
 ])
 def test_bad_recipe_values_are_one_line_errors(override: str, match: str, sample_root, tmp_path, capsys) -> None:
     rc = distill_main(["student", "--data", str(sample_root), "--out", str(tmp_path), "--set", override])
@@ -254,3 +255,15 @@ def test_augment_table_and_default(sample_root: Path) -> None:
     torch.manual_seed(0)
     x, _ = ImageDataset(ds.records[:1], 48, (0.5,) * 3, (0.5,) * 3, train=True, augmentation="dihedral")[0]
     assert x.shape == (3, 48, 48) and torch.isfinite(x).all() and -1.0 <= x.min() and x.max() <= 1.0
+
+
+def test_class_weight_power_reaches_the_stage_weights(sample_root) -> None:
+    from distill.stages import prepare_data
+
+    def weights(power: float) -> torch.Tensor:
+        cfg = load_config(overrides=[f"data.root={sample_root}", f"loss.class_weight_power={power}"])
+        return prepare_data(cfg, cfg.student).class_weights
+
+    official, soft = weights(1.0), weights(0.5)
+    assert official.max() > 2  # the sample is imbalanced, so softening is visible
+    torch.testing.assert_close(soft, official.sqrt(), atol=2e-3, rtol=0)
