@@ -72,7 +72,7 @@ def prepare_data(cfg: Config, model_cfg: ModelConfig, split_file: str | Path | N
         train_records = [train_records[i] for i in keep]
     counts = [sum(r.label == c for r in train_records) for c in range(len(ds.classes))]
     try:
-        weights = class_weights_from_counts(counts, cfg.loss.class_weight_power)
+        weights = class_weights_from_counts(counts, power=cfg.loss.class_weight_power)
     except ValueError as e:
         raise InputError(f"{ds.root}: the train split has an empty class ({e})") from None
     size = cfg.data.image_size

@@ -18,7 +18,7 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, class_wei
     return F.cross_entropy(logits, target, weight=weight)
 
 
-def class_weights_from_counts(counts: Sequence[int], power: float = 1.0) -> list[float]:
+def class_weights_from_counts(counts: Sequence[int], *, power: float = 1.0) -> list[float]:
     """``round((N / N_c) ** power, 3)`` per class, N = total count. ``power`` 1 is the official recipe's
     ``(freq.sum() / freq).round(3)``; below 1 softens it (0.5: the square root; 0: every weight 1).
 
