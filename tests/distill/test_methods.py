@@ -35,7 +35,7 @@ def test_every_method_is_accepted_by_the_config_and_brings_its_own_weights(name:
 
 
 def test_the_config_sections_and_the_cli_choices_are_the_registry() -> None:
-    # the nested sections, i.e. not the scalar options (method, class_weight_power)
+    # the nested sections; scalar options such as `method` are not a method's weights
     sections = {f.name: f.type for f in dataclasses.fields(LossConfig) if f.default_factory is not dataclasses.MISSING}
     assert sections == {m.config_key: m.weights.__name__ for m in METHODS.values() if m.config_key}
     student = build_parser()._subparsers._group_actions[0].choices["student"]
