@@ -1,4 +1,4 @@
-"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | calibrate (a thin layer over
+"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | calibrate | adjust (a thin layer over
 distill.stages)."""
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--split-file", help="default: the split.json beside the checkpoint")
     k.add_argument("--out", help="write the calibrated checkpoint here (default: replace CHECKPOINT atomically); "
                    "reliability.png goes beside it")
+
+    a = sub.add_parser("adjust", help="fold a logit adjustment towards the balanced class prior into a trained "
+                       "checkpoint's bias (no retraining; for checkpoints trained with loss.class_weight_power < 1)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("checkpoint")
+    a.add_argument("--data", required=True, help="dataset root the checkpoint's split file refers to")
+    a.add_argument("--out", required=True, help="the adjusted checkpoint (reliability.png goes beside it)")
+    a.add_argument("--tau", type=float, help="logits -= tau * log(train prior); default 1 - loss.class_weight_power")
+    a.add_argument("--split-file", help="default: the split.json beside the checkpoint")
     return p
 
 
@@ -102,6 +111,15 @@ def run(args: argparse.Namespace) -> int:
 
         record = calibrate_checkpoint(args.checkpoint, args.data, args.split_file, args.out)
         print(f"{record['split']}: n={record['n']} {describe_calibration(record)} -> {args.out or args.checkpoint}")
+        return 0
+    if args.command == "adjust":
+        from distill.logit_adjust import adjust_checkpoint
+        from distill.stages import describe_calibration
+
+        m = adjust_checkpoint(args.checkpoint, args.data, out=args.out, tau=args.tau, split_file=args.split_file)
+        print(f"val: n={m['n']} accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+              f"macro AUC {m['macro_auc']:.4f} (tau {m['tau']:g}); {describe_calibration(m['calibration'])} "
+              f"-> {args.out}")
         return 0
     from distill import stages
 

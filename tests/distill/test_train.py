@@ -116,6 +116,59 @@ def test_calibrate_an_existing_checkpoint_and_evaluate_reports_ece(teacher_run: 
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+def test_adjust_folds_the_balancing_shift_into_the_bias(teacher_run: Path, sample_root: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    from distill.data import load_labeled_images, load_split
+    from distill.logit_adjust import balancing_tau, class_prior
+
+    src, split = teacher_run / "best.pt", str(teacher_run / "split.json")
+    # trained with the official weights (class_weight_power 1): nothing is left to balance unless --tau says so
+    assert distill_main(["adjust", str(src), "--data", str(sample_root), "--out", str(tmp_path / "a.pt")]) == 2
+    assert "class_weight_power 1" in capsys.readouterr().err
+    assert distill_main(["adjust", str(src), "--data", str(sample_root), "--out", str(src)]) == 2
+    assert "not over its source" in capsys.readouterr().err
+
+    out = tmp_path / "adjusted" / "best.pt"
+    assert distill_main(["adjust", str(src), "--data", str(sample_root), "--tau", "1", "--split-file", split,
+                         "--out", str(out)]) == 0
+    assert "(tau 1);" in capsys.readouterr().out
+    before, card = load_checkpoint(src)
+    after, adjusted = load_checkpoint(out)
+    ds = load_labeled_images(sample_root)
+    train = [r.label for r in ds.subset(load_split(split, ds).ids("train"))]
+    prior = torch.tensor(class_prior(train, card.num_classes, where="test"), dtype=torch.float32)
+    x = torch.randn(4, 3, card.input_size, card.input_size)
+    with torch.no_grad():
+        shift = after(x) - before(x)
+    # the same shift for every image: -log(prior) up to the common offset softmax ignores
+    expected = -(prior.log() - prior.log().mean())
+    assert torch.allclose(shift, expected.expand_as(shift), atol=1e-4)
+    assert int(shift[0].argmax()) == int(prior.argmin())  # the rarest class gains most
+    record = adjusted.training["logit_adjustment"]
+    assert record["tau"] == 1.0 and record["prior"] == pytest.approx(prior.tolist(), abs=1e-6)
+    assert record["source_metrics"] == card.metrics
+    # the card's metrics and temperature are re-measured on the adjusted logits, and evaluate agrees with them
+    assert adjusted.calibration["split"] == "val" and (out.parent / "reliability.png").is_file()
+    m = stages.evaluate_checkpoint(out, sample_root, "val", split)
+    assert adjusted.metrics["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"])
+    assert adjusted.metrics["n"] == m["n"]
+
+    assert distill_main(["adjust", str(out), "--data", str(sample_root), "--tau", "1", "--split-file", split,
+                         "--out", str(tmp_path / "twice.pt")]) == 2
+    assert "already logit-adjusted" in capsys.readouterr().err
+    half = replace(card, training={**card.training, "config": {"loss": {"class_weight_power": 0.5}}})
+    assert balancing_tau(half) == 0.5 and balancing_tau(card) == 0.0
+
+
+def test_a_prior_needs_every_class() -> None:
+    from distill.logit_adjust import class_prior
+    from models.errors import InputError
+
+    assert class_prior([0, 1, 1, 2], 3, where="s.json").tolist() == [0.25, 0.5, 0.25]
+    with pytest.raises(InputError, match="s.json: no train images of class index 2"):
+        class_prior([0, 1, 1], 3, where="s.json")
+
+
 def _cli(sample_root: Path, out: Path, *extra: str) -> list[str]:
     args = [sys.executable, "-m", "distill.cli", "student", "--config", str(REPO / "configs" / "cpu_demo.yaml"),
             "--data", str(sample_root), "--out", str(out), "--method", "scratch"]
