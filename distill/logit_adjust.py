@@ -67,6 +67,8 @@ def adjust_checkpoint(checkpoint: str | Path, data_root: str | Path, *, out: str
         raise InputError(f"{ckpt}: trained with loss.class_weight_power 1 (balanced already), so tau = 0 "
                          "changes nothing; pass --tau to shift it anyway")
     ds = load_labeled_images(data_root)
+    if list(ds.classes) != list(card.labels):
+        raise InputError(f"{data_root}: classes {list(ds.classes)} are not the checkpoint's {card.labels}")
     sf = Path(split_file) if split_file else ckpt.parent / card.data.get("split_file", "split.json")
     split = load_split(sf, ds)
     prior = class_prior([r.label for r in ds.subset(split.ids("train"))], card.num_classes, where=str(sf))
