@@ -31,7 +31,7 @@ RUNTIMES = tuple(LOADERS)  # every runtime that has a loader
 # Names users type for --runtimes; "tflite" is what people call the LiteRT runtime.
 RUNTIME_ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime",
                    "onnx": "onnxruntime", "tflite": "litert", "litert": "litert", "coreml": "coreml"}
-_PRECISION = re.compile(r"_(int8_fio|int8|fp16|fp32)(?:$|[_.])")
+_PRECISION = re.compile(r"_(int8_fio|int8|a16w8|fp16|fp32)(?:$|[_.])")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from models.atomic import atomic_save
 
 MB = 1024 * 1024
 _COLORS = {"torch": "#7f7f7f", "onnxruntime": "#1f77b4", "litert": "#ff7f0e", "coreml": "#2ca02c"}
-_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "a16w8": "D"}
 
 
 def _plt() -> Any:

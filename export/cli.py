@@ -1,4 +1,4 @@
-"""``ssdkd-export CHECKPOINT --target onnx|tflite|coreml|all [--int8] [--fp16] ...``: a thin layer over
+"""``ssdkd-export CHECKPOINT --target onnx|tflite|coreml|all [--int8] [--fp16] [--a16w8] ...``: a thin layer over
 :func:`export.export`.
 
 Exit codes: 0 exported and verified; 1 an artifact failed verification or the gate (files and report are kept
@@ -34,6 +34,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="tflite", help="onnx, tflite, coreml, all, or a comma list (default tflite)")
     p.add_argument("--int8", action="store_true", help="add calibrated int8 artifacts")
     p.add_argument("--fp16", action="store_true", help="add fp16 artifacts (TFLite; CoreML is fp16 anyway)")
+    p.add_argument("--a16w8", action="store_true",
+                   help="add model_a16w8.tflite: int8 weights with 16-bit activations, float I/O (TFLite's 16x8 "
+                        "mode, litert route), for a model whose 8-bit activations fail the gate; several times "
+                        "slower than int8")
     p.add_argument("--calib", metavar="ROOT", help="calibration dataset (its train split; default: the card's data)")
     p.add_argument("--calib-size", type=int, default=200, metavar="N", help="calibration images (default 200)")
     p.add_argument("--val", metavar="ROOT", help="verification dataset (its val split; default: the card's data)")
@@ -86,7 +90,8 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     if args.gate_bacc_drop < 0:
         raise InputError(f"--gate-bacc-drop must be >= 0 points, got {args.gate_bacc_drop}")
     return ExportOptions(
-        targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16, calib=args.calib,
+        targets=args.target, out_dir=args.out, int8=args.int8, fp16=args.fp16, a16w8=args.a16w8,
+        calib=args.calib,
         calib_size=args.calib_size, val=args.val, val_size=args.val_size, val_orientations=args.val_orientations,
         split=args.split, imgsz=args.imgsz, android_demo=args.android_demo,
         gate=Gate(args.gate_bacc_drop, args.gate_agreement / 100.0, enabled=not args.no_gate),

@@ -24,9 +24,9 @@ class Artifact:
     """One file a target can write. The names are a contract with the benchmark harness and the Android app."""
 
     file: str
-    precision: str  # fp32 | fp16 | int8
+    precision: str  # fp32 | fp16 | int8 | a16w8
     io_dtype: str  # dtype of the model's input/output tensors
-    flag: str = ""  # the precision flag that adds it ("int8", "fp16"); "" for a file written on every export
+    flag: str = ""  # the precision flag that adds it ("int8", "fp16", "a16w8"); "" for a file written on every export
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,13 @@ FORMATS: dict[str, Format] = {
                (Artifact("model_fp32.tflite", "fp32", "float32"),
                 Artifact("model_fp16.tflite", "fp16", "float32", "fp16"),
                 Artifact("model_int8.tflite", "int8", "int8", "int8"),
-                Artifact("model_int8_fio.tflite", "int8", "float32", "int8")),
+                Artifact("model_int8_fio.tflite", "int8", "float32", "int8"),
+                # TFLite's 16x8 mode: int8 weights, 16-bit activations, float I/O. For models whose 8-bit
+                # activations fail the gate (docs/int8.md); its integer kernels are the slow reference ones.
+                Artifact("model_a16w8.tflite", "a16w8", "float32", "a16w8")),
                ("ai_edge_litert", "ai_edge_quantizer"), "tflite",
-               "fp32 always; --fp16 adds fp16 weights; --int8 adds full-integer int8 (int8 I/O and float I/O)"),
+               "fp32 always; --fp16 adds fp16 weights; --int8 adds full-integer int8 (int8 I/O and float I/O); "
+               "--a16w8 adds int8 weights with 16-bit activations (float I/O)"),
         # CoreML ML programs compute in fp16 by default: fp16 is the baseline there, not an option, so --fp16
         # asks for what is built anyway.
         Format("coreml", "export.coreml_export", "coreml",
@@ -103,7 +107,7 @@ class ArtifactSpec:
 
     file: str
     target: str
-    precision: str  # fp32 | fp16 | int8
+    precision: str  # fp32 | fp16 | int8 | a16w8
     io_dtype: str  # dtype of the model's input/output tensors
     sidecar: str = ""  # set by plan(): "<stem>.preprocessing.json", or "<file>.preprocessing.json" if that is shared
 
@@ -135,10 +139,11 @@ def resolve_targets(targets: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(t for t in FORMATS if t in out))  # table order, so output is stable
 
 
-def plan(targets: Sequence[str], int8: bool, fp16: bool, *, out_dir: Path | None = None) -> list[ArtifactSpec]:
+def plan(targets: Sequence[str], int8: bool, fp16: bool, *, a16w8: bool = False,
+         out_dir: Path | None = None) -> list[ArtifactSpec]:
     """The artifacts a request produces, in table order; ``out_dir``: where they go, to keep the sidecars of
     artifacts an earlier export left there (see :func:`_sidecar`)."""
-    flags = {""} | {flag for flag, on in (("int8", int8), ("fp16", fp16)) if on}
+    flags = {""} | {flag for flag, on in (("int8", int8), ("fp16", fp16), ("a16w8", a16w8)) if on}
     specs = [ArtifactSpec(a.file, t, a.precision, a.io_dtype)
              for t in targets for a in FORMATS[t].artifacts if a.flag in flags]
     stems = Counter(s.stem for s in specs)
@@ -162,9 +167,9 @@ def _sidecar(spec: ArtifactSpec, shared_stem: bool, out_dir: Path | None) -> str
     return full if described not in (None, spec.file) and (out_dir / str(described)).exists() else short
 
 
-def validate_flags(targets: Sequence[str], int8: bool, fp16: bool) -> None:
+def validate_flags(targets: Sequence[str], int8: bool, fp16: bool, a16w8: bool = False) -> None:
     """A precision flag no chosen target accepts is an error naming the targets that do."""
-    for flag, on in (("int8", int8), ("fp16", fp16)):
+    for flag, on in (("int8", int8), ("fp16", fp16), ("a16w8", a16w8)):
         if on and not any(flag in FORMATS[t].flags for t in targets):
             ok = [t for t in FORMATS if flag in FORMATS[t].flags]
             raise InputError(f"--{flag} does not apply to target(s) {', '.join(targets)}; "

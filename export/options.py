@@ -38,6 +38,7 @@ class ExportOptions:
     out_dir: str | Path | None = None
     int8: bool = False
     fp16: bool = False
+    a16w8: bool = False
     calib: str | Path | None = None
     calib_size: int = 200
     val: str | Path | None = None
@@ -62,7 +63,7 @@ class ExportOptions:
         object.__setattr__(self, "targets", names)  # frozen: the one normalisation happens here
         if self.android_demo is not None and "tflite" not in names:
             raise InputError("--android-demo needs the TFLite target (add --target tflite)")
-        formats.validate_flags(names, self.int8, self.fp16)
+        formats.validate_flags(names, self.int8, self.fp16, self.a16w8)
         if self.calib_size < MIN_CALIBRATION_IMAGES:
             raise InputError(f"--calib-size must be at least {MIN_CALIBRATION_IMAGES}, got {self.calib_size}")
         if self.val_size is not None and self.val_size < 1:
@@ -79,6 +80,10 @@ class ExportOptions:
         if self.tflite_route not in formats.TFLITE_ROUTES:
             raise InputError(f"unknown TFLite route {self.tflite_route!r} "
                              f"(choose from {', '.join(formats.TFLITE_ROUTES)})")
+        if self.a16w8 and self.tflite_route != formats.DEFAULT_TFLITE_ROUTE:
+            # the TF converter's 16x8 mode exists, but this project verifies 16-bit activations on one route only
+            raise InputError(f"--a16w8 needs --tflite-route {formats.DEFAULT_TFLITE_ROUTE}, "
+                             f"got {self.tflite_route!r}")
 
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ExportOptions))

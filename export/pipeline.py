@@ -55,7 +55,7 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, /, **se
         job = Job(model=model, card=card, pre=pre, out_dir=out, work_dir=Path(work), calib=calib_set,
                   threads=opts.threads, quiet=opts.quiet_converters, tflite_route=opts.tflite_route,
                   dynamic_batch=opts.dynamic_batch, onnx_int8=opts.onnx_int8, rounding_fixes=opts.rounding_fixes)
-        for spec in formats.plan(opts.targets, opts.int8, opts.fp16, out_dir=out):
+        for spec in formats.plan(opts.targets, opts.int8, opts.fp16, a16w8=opts.a16w8, out_dir=out):
             report.artifacts.append(_build_and_verify(log, job, spec, reference))
             report.write()  # after every artifact, so an interrupted run still leaves a truthful report
     if opts.android_demo is not None:
@@ -82,14 +82,15 @@ def _validate_request(log: Stages, checkpoint: Path, opts: ExportOptions) -> tup
 
 def _read_images(log: Stages, card: ModelCard, checkpoint: Path, pre: Preprocessing,
                  opts: ExportOptions) -> tuple[ImageSet | None, ImageSet | None]:
-    """Calibration from the train split (only for int8), verification from the val split in
+    """Calibration from the train split (only for int8 and a16w8), verification from the val split in
     ``opts.val_orientations`` orientations."""
     default_root = card_data_root(card)
     calib_set = None
-    if opts.int8:
+    if opts.int8 or opts.a16w8:
         root = opts.calib or default_root
         if root is None:
-            raise InputError(f"--int8 needs calibration images: pass --calib ROOT (the model card's data root "
+            flag = "--int8" if opts.int8 else "--a16w8"
+            raise InputError(f"{flag} needs calibration images: pass --calib ROOT (the model card's data root "
                              f"{card.data.get('root')!r} is not a directory)")
         with log.stage("read calibration images"):
             calib_set = read_split_images(root, "train", card, checkpoint, pre, opts.calib_size, opts.split,
@@ -126,7 +127,8 @@ def _settings(opts: ExportOptions, pre: Preprocessing, calib_set: ImageSet | Non
               val_set: ImageSet | None) -> dict:
     """The report's record of the request, resolved: the image sets actually read, the tool versions."""
     return {
-        "targets": list(opts.targets), "int8": opts.int8, "fp16": opts.fp16, "imgsz": pre.input_size,
+        "targets": list(opts.targets), "int8": opts.int8, "fp16": opts.fp16, "a16w8": opts.a16w8,
+        "imgsz": pre.input_size,
         "tflite_route": opts.tflite_route, "onnx_int8": ONNX_INT8_SCHEMES[opts.onnx_int8].to_json(),
         **int8_weights(opts.rounding_fixes), "dynamic_batch": opts.dynamic_batch,
         "calib_size": opts.calib_size, "val_size": opts.val_size, "val_orientations": opts.val_orientations,

@@ -1,10 +1,11 @@
-"""TFLite target: fp32, fp16 and full-integer int8 (int8 I/O and float I/O), NHWC input, no stray transposes.
+"""TFLite target: fp32, fp16, full-integer int8 (int8 I/O and float I/O) and a16w8 (int8 weights, 16-bit
+activations, float I/O), NHWC input, no stray transposes.
 
 Two routes build the files; ``Job.tflite_route`` picks one:
 
 - ``litert`` (default, this module): litert-torch converts the PyTorch model with channel-last I/O (NHWC is part of
-  the traced graph), then ai-edge-quantizer derives fp16 and static int8 from that fp32 flatbuffer. The int8 graph
-  ends in softmax and its head runs with 16-bit activations (see ``HEAD_OPS``). No TensorFlow.
+  the traced graph), then ai-edge-quantizer derives fp16, static int8 and a16w8 from that fp32 flatbuffer. The
+  integer graphs end in softmax; int8's head runs with 16-bit activations (see ``HEAD_OPS``). No TensorFlow.
 - ``onnx2tf`` (:mod:`export.tflite_onnx2tf`): static ONNX -> onnx2tf SavedModel -> TF Lite converter with a
   representative dataset of real calibration images; all-int8, int8 logits out (the TF converter takes one
   precision per model).
@@ -37,6 +38,9 @@ from models.preprocessing import Preprocessing
 # tie, which argmax then settles by class index (the lowest wins); on uncertain models, with many near-ties, that
 # alone can break the agreement gate and favours the low-index classes. The backbone, where the time goes, stays int8.
 HEAD_OPS = ("FULLY_CONNECTED", "SOFTMAX")
+# The precisions built from the integer graph (:meth:`Job.int8_source`, GPTQ-rounded int8 weights, then softmax);
+# a16w8 is TFLite's 16x8 mode: the same int8 weights with 16-bit activations everywhere.
+INTEGER_PRECISIONS = ("int8", "a16w8")
 
 
 def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
@@ -51,7 +55,8 @@ def build(job: Job, spec: ArtifactSpec) -> Preprocessing:
     else:
         atomic_write_bytes(path, _fp32_bytes(job) if spec.precision == "fp32" else _quantize(job, spec))
         # the int8 graphs end in their own softmax, so the 8-bit output grid lands on probabilities (_WithSoftmax)
-        pre = io_contract(path, job.pre, "probabilities" if spec.precision == "int8" else job.pre.output_kind)
+        pre = io_contract(path, job.pre,
+                          "probabilities" if spec.precision in INTEGER_PRECISIONS else job.pre.output_kind)
     # the contract is read back from the bare file, then travels inside it
     atomic_write_bytes(path, tflite_metadata.attach(inline_buffers(path.read_bytes()), card=job.card, pre=pre))
     return pre
@@ -120,8 +125,10 @@ def _recipe(spec: ArtifactSpec) -> list:
                                   algorithm_key=AlgorithmName.FLOAT_CASTING)
         return rm.get_quantization_recipe()
     # Static range quantization: int8 per-channel symmetric weights, int8 per-tensor asymmetric activations, and
-    # int16 (symmetric) activations in the head; the quantizer requantizes where the two meet.
-    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8)
+    # int16 (symmetric) activations in the head; the quantizer requantizes where the two meet. a16w8: int16
+    # activations on every op.
+    bits = 16 if spec.precision == "a16w8" else 8
+    rm.add_static_config(regex=".*", operation_name=op.ALL_SUPPORTED, activation_num_bits=bits, weight_num_bits=8)
     for name in HEAD_OPS:
         rm.add_static_config(regex=".*", operation_name=getattr(op, name), activation_num_bits=16,
                              weight_num_bits=8)
@@ -153,9 +160,9 @@ def _calibration(job: Job, spec: ArtifactSpec, float_model: bytes) -> dict:
         key = next(iter(sig))
         name = sig[key]["inputs"][0]
         data = {key: [{name: calib.model_input(nhwc, i, i + 1)} for i in range(len(calib))]}
-        # the int8-I/O recipe names every tensor either variant quantizes
+        # the int8-I/O recipe names every tensor any integer variant quantizes
         recipe = RecipeManager()
-        recipe.load_quantization_recipe(_recipe(dataclasses.replace(spec, io_dtype="int8")))
+        recipe.load_quantization_recipe(_recipe(dataclasses.replace(spec, precision="int8", io_dtype="int8")))
         with quiet(job.quiet):
             # Quantizer.calibrate() has no way to choose the statistic, hence the Calibrator itself
             cal = Calibrator(float_model, num_threads=job.threads, qsv_update_func=min_max_update)
@@ -167,7 +174,7 @@ def _calibration(job: Job, spec: ArtifactSpec, float_model: bytes) -> dict:
 def _quantize(job: Job, spec: ArtifactSpec) -> bytes:
     from ai_edge_quantizer import quantizer
 
-    float_model = _fp32_bytes(job, int8_graph=spec.precision == "int8")
+    float_model = _fp32_bytes(job, int8_graph=spec.precision in INTEGER_PRECISIONS)
     q = quantizer.Quantizer(bytearray(float_model), _recipe(spec))
     with quiet(job.quiet):
         result = q.quantize(_calibration(job, spec, float_model) if q.need_calibration else None,

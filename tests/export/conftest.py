@@ -1,4 +1,4 @@
-"""Export fixtures: one full export (all targets, int8 + fp16, Android assets) shared by the end-to-end tests."""
+"""Export fixtures: one full export (all targets, int8 + fp16 + a16w8, Android assets) shared by the e2e tests."""
 
 from __future__ import annotations
 
@@ -22,5 +22,5 @@ def export_checkpoint(trained_checkpoint) -> Path:
 @pytest.fixture(scope="session")
 def exported(export_checkpoint, tmp_path_factory) -> ExportReport:
     out = tmp_path_factory.mktemp("export_all")
-    return export(export_checkpoint, targets="all", int8=True, fp16=True, out_dir=out / "out",
+    return export(export_checkpoint, targets="all", int8=True, fp16=True, a16w8=True, out_dir=out / "out",
                   android_demo=out / "android_demo", gate=E2E_GATE, val_size=None, verbose=False)

@@ -26,6 +26,8 @@ def test_flag_no_target_accepts_is_an_error():
     with pytest.raises(InputError, match="--fp16 does not apply to target.*onnx.*it applies to tflite, coreml"):
         validate_flags(["onnx"], int8=False, fp16=True)
     validate_flags(["onnx", "tflite"], int8=True, fp16=True)  # accepted where it applies
+    with pytest.raises(InputError, match="--a16w8 does not apply to target.*coreml.*it applies to tflite$"):
+        validate_flags(["coreml"], int8=False, fp16=False, a16w8=True)
 
 
 def test_plan_is_the_harness_layout():
@@ -88,6 +90,8 @@ def test_export_options_are_frozen_keyword_only_and_checked():
         ExportOptions(targets="onnx", android_demo="app")
     with pytest.raises(InputError, match="unknown TFLite route 'tf'"):
         ExportOptions(tflite_route="tf")
+    with pytest.raises(InputError, match="^--a16w8 needs --tflite-route litert, got 'onnx2tf'$"):
+        ExportOptions(a16w8=True, tflite_route="onnx2tf")
     with pytest.raises(InputError, match="--onnx-int8 must be one of portable, vnni, got 'avx'"):
         dataclasses.replace(opts, onnx_int8="avx")  # a changed copy is checked again
 
@@ -124,8 +128,8 @@ def test_format_table_covers_every_target_and_precision_the_cli_accepts():
     from export.runtimes import RUNTIMES
 
     parser = get_args_parser()
-    precision_flags = {a.dest for a in parser._actions if a.dest in ("int8", "fp16")}
-    assert precision_flags == {"int8", "fp16"} == set().union(*(f.flags for f in FORMATS.values()))
+    precision_flags = {a.dest for a in parser._actions if a.dest in ("int8", "fp16", "a16w8")}
+    assert precision_flags == {"int8", "fp16", "a16w8"} == set().union(*(f.flags for f in FORMATS.values()))
     files = [a.file for f in FORMATS.values() for a in f.artifacts]
     assert len(files) == len(set(files)), "every file name belongs to one target and precision"
     for target in resolve_targets("all"):
@@ -137,7 +141,7 @@ def test_format_table_covers_every_target_and_precision_the_cli_accepts():
         base = {s.file for s in plan([target], int8=False, fp16=False)}
         assert base
         for flag in fmt.flags:
-            specs = plan([target], **{f: f == flag for f in ("int8", "fp16")})
+            specs = plan([target], **{f: f == flag for f in ("int8", "fp16", "a16w8")})
             assert flag in {s.precision for s in specs}, (target, flag)
             assert {s.precision for s in specs if s.file not in base} <= {flag}, (target, flag)
         assert {s.runtime for s in plan([target], int8=True, fp16=True)} == {fmt.runtime}
