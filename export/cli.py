@@ -36,8 +36,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="add fp16 artifacts (TFLite; CoreML is fp16 anyway)")
     p.add_argument("--a16w8", action="store_true",
                    help="add model_a16w8.tflite: int8 weights with 16-bit activations, float I/O (TFLite's 16x8 "
-                        "mode, litert route), for a model whose 8-bit activations fail the gate; several times "
-                        "slower than int8")
+                        "mode, litert route), for a model whose 8-bit activations fail the gate; on a CPU LiteRT "
+                        "runs it on reference kernels, slower than fp32")
     p.add_argument("--calib", metavar="ROOT", help="calibration dataset (its train split; default: the card's data)")
     p.add_argument("--calib-size", type=int, default=200, metavar="N", help="calibration images (default 200)")
     p.add_argument("--val", metavar="ROOT", help="verification dataset (its val split; default: the card's data)")
