@@ -4,8 +4,9 @@
 
 It describes the committed files, so any checkout can regenerate it: for each of teacher / scratch / kd / rkd / d-kd /
 ssd-kd found in ``--zoo`` (``teacher.pt``, ``student_<method>.pt``): test-split accuracy, balanced accuracy, macro
-AUC, melanoma recall and calibration (``<file>.test_metrics.json`` from ``ssdkd-distill evaluate``), parameters and
-MACs, then an int8 TFLite export
+AUC, melanoma recall and calibration (``<file>.test_metrics.json`` from ``ssdkd-distill evaluate``), the SSD-KD
+student's balanced accuracy against every other row's (paired on the test images), parameters and MACs, then an
+int8 TFLite export
 (calibrated on the train split, verified on val in every orientation; both the int8-I/O and the float-I/O file)
 and its 1-thread LiteRT latency on this machine.
 Writes ``models/zoo/RESULTS.md`` + ``results.json`` and replaces the README block between the zoo markers.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.complexity import count_macs
 from benchmarks.harness import run_benchmark
+from distill.compare import compare_evaluations, read_evaluation
 from export import ExportReport, export
 from models import count_parameters, load_checkpoint
 from models.atomic import atomic_write_json, atomic_write_text
@@ -61,19 +63,32 @@ def zoo_files(zoo: Path, key: str) -> tuple[Path, Path]:
     return zoo / f"{name}.pt", zoo / f"{name}.test_metrics.json"
 
 
+def evaluation_figures(test_metrics: Path) -> dict:
+    """A row's test-split figures, from its ``ssdkd-distill evaluate`` output."""
+    test = read_evaluation(test_metrics)
+    return {"test": {**{k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "balanced_accuracy_ci95",
+                                             "macro_auc")},
+                     "mel_recall": test["per_class"]["MEL"]["recall"]},
+            "calibration": test["calibration"]}
+
+
+def paired_changes(zoo: Path, keys: list[str], reference: str = "ssd-kd") -> dict:
+    """``reference``'s test balanced accuracy minus each other row's, paired on the same test images."""
+    ref = zoo_files(zoo, reference)[1]
+    return {"reference": reference,
+            "rows": {k: compare_evaluations(ref, zoo_files(zoo, k)[1]) | {"a": reference, "b": k}
+                     for k in keys if k != reference}}
+
+
 def measure(ckpt: Path, test_metrics: Path, data: Path, out: Path, runs: int) -> dict:
     model, card = load_checkpoint(ckpt)
-    test = json.loads(test_metrics.read_text())
     report = export(ckpt, targets="tflite", int8=True, calib=data, val=data, out_dir=out,
                     calib_size=CALIB_IMAGES, val_size=None, verbose=False)
     bench = run_benchmark([out / "model_int8.tflite"], runtimes="tflite", threads=(1,), runs=runs,
                           min_seconds=2.0, warmup=10, memory=False, plots=False, progress=False)
     arch = f"{card.arch}-{card.width}" if card.width else card.arch
     return {"checkpoint": repo_relative(ckpt), "arch": arch, "input_size": card.input_size,
-            "method": card.training.get("method"),
-            "test": {**{k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc")},
-                     "mel_recall": test["per_class"]["MEL"]["recall"]},
-            "calibration": test["calibration"],
+            "method": card.training.get("method"), **evaluation_figures(test_metrics),
             "params": count_parameters(model), "macs": count_macs(model, card.input_size),
             "int8_tflite_bytes": report.artifact("model_int8.tflite").size_bytes,
             "int8_p50_ms_1thread": bench.rows[0]["latency"]["p50_ms"],
@@ -107,8 +122,10 @@ def render(results: dict) -> str:
         if r is None:
             continue
         t = r["test"]
+        low, high = t["balanced_accuracy_ci95"]
         lines.append(f"| {label} | {r['arch']} @ {r['input_size']} | {100 * t['accuracy']:.1f} | "
-                     f"{100 * t['balanced_accuracy']:.1f} | {t['macro_auc']:.3f} | {t['mel_recall']:.2f} | "
+                     f"{100 * t['balanced_accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] | "
+                     f"{t['macro_auc']:.3f} | {t['mel_recall']:.2f} | "
                      f"{_calibration(r.get('calibration'))} | {r['params'] / 1e6:.2f} M | "
                      f"{r['macs'] / 1e6:.0f} M | {r['int8_tflite_bytes'] / 1e6:.2f} MB | "
                      f"{r['int8_p50_ms_1thread']:.2f} ms | {_fidelity(r['int8'])} | {_fidelity(r['int8_float_io'])} | "
@@ -117,19 +134,28 @@ def render(results: dict) -> str:
     val = first["val"]
     passed = sum(r[k]["gate"] == "passed" for r in results["rows"].values() for k in ("int8", "int8_float_io"))
     lines += ["", f"Test split: {first['test']['n']} images of HAM10000 (lesion-grouped, seed 2021), touched only "
-              f"for this table. Latency: LiteRT, batch 1, 1 thread, on {results['machine']}. The paper's numbers are "
-              "on ISIC 2019 (25k images) at 224 px with a ResNet-50 teacher and 150-epoch budgets: a different "
-              "dataset, resolution and budget, given for orientation only. int8: TFLite full-integer (int8 "
-              "backbone, 16-bit head, probabilities out; int8 I/O is the file the app ships; weights GPTQ-rounded "
-              f"and bias-corrected), calibrated on {results['calib_images']} train images, compared with PyTorch "
-              f"fp32 on all {val['n_images']:,} val images, each in {val['orientations']} orientations (flips and "
-              "right-angle turns); the gate is agreement >= 97 % and balanced accuracy within 1 pt: "
-              f"{passed} of {2 * len(results['rows'])} files pass. tied: rows whose int8 top probability is shared "
-              "by two classes; mean L1 Δp: mean over rows of the summed |Δ probability|; [ ]: 95 % interval of the "
-              "balanced-accuracy change from a paired bootstrap of the val lesions within each class. T: the softmax "
-              "temperature fitted on the val split (`ssdkd-distill calibrate`; 1 = none fitted, as for checkpoints "
-              "trained before calibration existed; it changes no prediction); test ECE: expected calibration error "
-              "(15 bins of top-1 probability) of the test-split probabilities at T = 1 and at T."]
+              "for this table; [ ] after a balanced accuracy: its 95 % interval from 2,000 resamples of the test "
+              f"lesions within each class. Latency: LiteRT, batch 1, 1 thread, on {results['machine']}. The "
+              "paper's numbers are on ISIC 2019 (25k images) at 224 px with a ResNet-50 teacher and 150-epoch "
+              "budgets: a different dataset, resolution and budget, given for orientation only. int8: TFLite "
+              "full-integer (int8 backbone, 16-bit head, probabilities out; int8 I/O is the file the app ships; "
+              f"weights GPTQ-rounded and bias-corrected), calibrated on {results['calib_images']} train images, "
+              f"compared with PyTorch fp32 on all {val['n_images']:,} val images, each in {val['orientations']} "
+              "orientations (flips and right-angle turns); the gate is agreement >= 97 % and balanced accuracy "
+              f"within 1 pt: {passed} of {2 * len(results['rows'])} files pass. tied: rows whose int8 top "
+              "probability is shared by two classes; mean L1 Δp: mean over rows of the summed |Δ probability|; "
+              "[ ] in the int8 columns: 95 % interval of the balanced-accuracy change from a paired bootstrap of "
+              "the val lesions within each class. T: the softmax temperature fitted on the val split "
+              "(`ssdkd-distill calibrate`; 1 = none fitted, as for checkpoints trained before calibration existed; "
+              "it changes no prediction); test ECE: expected calibration error (15 bins of top-1 probability) of "
+              "the test-split probabilities at T = 1 and at T."]
+    paired = results["paired"]
+    names = dict(ROWS)
+    changes = [f"{names[k]} {c['change_pt']:+.1f} [{c['ci_pt'][0]:+.1f}, {c['ci_pt'][1]:+.1f}]"
+               for k, c in paired["rows"].items()]
+    lines += ["", f"{names[paired['reference']]}'s test balanced accuracy minus each other row's, in points, paired "
+              "on the same test images (95 % interval from 2,000 resamples of the lesions within each class; an "
+              f"interval that holds 0 is no evidence of a difference): {'; '.join(changes)}."]
     return "\n".join(lines)
 
 
@@ -145,11 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure only these rows and keep the others from the committed results.json "
                         f"(one of {', '.join(k for k, _ in ROWS)})")
     p.add_argument("--render-only", action="store_true",
-                   help="re-render RESULTS.md and the README block from the committed results.json (no measuring)")
+                   help="re-render RESULTS.md and the README block from the committed results.json, re-reading only "
+                        "the test figures from the .test_metrics.json files (no export, no latency)")
     args = p.parse_args(argv)
     zoo, committed = Path(args.zoo), REPO / "models" / "zoo" / "results.json"
-    if args.render_only:
+    if args.render_only:  # the exports and latencies stay; the test figures are re-read
         results = json.loads(committed.read_text())
+        for key in results["rows"]:
+            results["rows"][key].update(evaluation_figures(zoo_files(zoo, key)[1]))
     else:
         cpu = host_cpu()
         results = {"machine": f"{cpu['cpu_model'] or 'unknown CPU'}, {os.cpu_count()} cores "
@@ -168,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"measuring {label} ({ckpt.name}) ...", flush=True)
                 results["rows"][key] = measure(ckpt, test_metrics, Path(args.data), Path(args.out) / key,
                                                args.bench_runs)
+    results["paired"] = paired_changes(zoo, list(results["rows"]))
     table = render(results)
     atomic_write_json(committed, results)
     atomic_write_text(REPO / "models" / "zoo" / "RESULTS.md", "# Model zoo results\n\n" + table + "\n")

@@ -1,5 +1,5 @@
-"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | calibrate | adjust (a thin layer over
-distill.stages)."""
+"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | compare | calibrate | adjust (a thin
+layer over distill.stages)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test", choices=("train", "val", "test"))
     e.add_argument("--split-file", help="default: the split.json beside the checkpoint")
-    e.add_argument("--out", help="write the metrics JSON here")
+    e.add_argument("--out", help="write the metrics JSON here (with per-image predictions, for `compare`)")
+
+    m = sub.add_parser("compare", help="balanced-accuracy change between two `evaluate --out` files of the same "
+                       "split, with a 95 %% interval from a paired bootstrap of the lesions")
+    m.add_argument("a", help="evaluation JSON of the model in question")
+    m.add_argument("b", help="evaluation JSON of the reference model")
 
     k = sub.add_parser("calibrate", help="fit a softmax temperature on the val split of a trained checkpoint "
                        "(no retraining) and write it into the checkpoint's model card",
@@ -100,11 +105,20 @@ def run(args: argparse.Namespace) -> int:
         from distill.stages import describe_calibration, evaluate_checkpoint
 
         m = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.split_file, args.out)
+        low, high = m["balanced_accuracy_ci95"]
         print(f"{args.split}: n={m['n']} accuracy {m['accuracy']:.4f}  balanced accuracy "
-              f"{m['balanced_accuracy']:.4f}  macro AUC {m['macro_auc']:.4f}")
+              f"{m['balanced_accuracy']:.4f} [95 % {low:.4f}, {high:.4f}]  macro AUC {m['macro_auc']:.4f}")
         print(f"{args.split}: {describe_calibration(m['calibration'])}" if m["calibration"]["fitted"] else
               f"{args.split}: ECE {m['calibration']['ece_before']:.3f} ({m['calibration']['bins']} bins); the "
               "checkpoint has no fitted temperature, so T = 1 (fit one with `ssdkd-distill calibrate`)")
+        return 0
+    if args.command == "compare":
+        from distill.compare import compare_evaluations
+
+        c = compare_evaluations(args.a, args.b)
+        low, high = c["ci_pt"]
+        print(f"{args.a} - {args.b} ({c['split']}, n={c['n']}): balanced accuracy {c['change_pt']:+.1f} pt "
+              f"[95 % {low:+.1f}, {high:+.1f}] (paired bootstrap of the lesions within each class)")
         return 0
     if args.command == "calibrate":
         from distill.stages import calibrate_checkpoint, describe_calibration

@@ -40,6 +40,51 @@ def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
     return float(np.mean(np.asarray(pred_a) == np.asarray(pred_b)))
 
 
+def balanced_accuracy_bootstrap(y_true: np.ndarray, pred: np.ndarray, *, ref_pred: np.ndarray | None = None,
+                                groups: np.ndarray | None = None, resamples: int = 2000,
+                                seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates (points) of ``bacc(pred)``, or of ``bacc(pred) - bacc(ref_pred)`` with ``ref_pred``.
+
+    Within each class, ``groups`` (lesions; default: every image its own) are resampled with replacement and a
+    class's recall is taken over the images of the drawn groups, so every class keeps roughly its count and
+    near-duplicate images of one lesion move together. With ``ref_pred`` the bootstrap is paired: both predictions
+    see the same resample, so only the images on which they differ move the replicates.
+    """
+    rng = np.random.default_rng(seed)
+    y, pred = np.asarray(y_true), np.asarray(pred)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    total = np.zeros(resamples)
+    classes = np.unique(y)
+    for c in classes:
+        rows = np.flatnonzero(y == c)
+        hit = (pred[rows] == c).astype(np.float64)
+        if ref_pred is not None:
+            hit -= np.asarray(ref_pred)[rows] == c
+        _, cluster = np.unique(groups[rows], return_inverse=True)
+        per_group_hits = np.bincount(cluster, weights=hit)
+        per_group_size = np.bincount(cluster).astype(np.float64)
+        drawn = rng.integers(0, len(per_group_size), size=(resamples, len(per_group_size)))
+        total += per_group_hits[drawn].sum(1) / per_group_size[drawn].sum(1)
+    return total * 100 / len(classes)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[float]:
+    """The central ``level`` percentile interval of bootstrap replicates."""
+    tail = 100 * (1 - level) / 2
+    return [float(np.percentile(replicates, tail)), float(np.percentile(replicates, 100 - tail))]
+
+
+def paired_bacc_change(a: dict, b: dict, *, level: float = 0.95) -> dict:
+    """``bacc(a) - bacc(b)`` in points and its paired lesion-bootstrap interval, from the ``predictions`` of two
+    evaluations of the same images (``ssdkd-distill evaluate --out``); ``ValueError`` if the images differ."""
+    if a["image"] != b["image"] or a["label"] != b["label"]:
+        raise ValueError("the two evaluations are not of the same images (same split file and split?)")
+    y, pa, pb = (np.asarray(v) for v in (a["label"], a["pred"], b["pred"]))
+    replicates = balanced_accuracy_bootstrap(y, pa, ref_pred=pb, groups=np.asarray(a["group"]))
+    return {"change_pt": 100 * (balanced_accuracy(y, pa) - balanced_accuracy(y, pb)),
+            "ci_pt": percentile_interval(replicates, level), "n": len(y)}
+
+
 def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """ROC AUC by the rank-sum (Mann-Whitney) statistic with average ranks for ties; NaN if one class is absent."""
     pos = positive.astype(bool)

@@ -29,7 +29,7 @@ from distill.engine import FitResult, fit, resolve_device, seed_everything
 from distill.heads import SSHead
 from distill.losses import class_weights_from_counts, weighted_cross_entropy
 from distill.methods import METHODS
-from distill.metrics import classification_metrics
+from distill.metrics import balanced_accuracy_bootstrap, classification_metrics, percentile_interval
 from distill.plots import plot_confusion, plot_learning_curves, plot_reliability
 from distill.tasks import DistillTask, SSHeadTask, SupervisedTask
 from models import ModelCard, build_model, calibration, load_checkpoint, save_checkpoint
@@ -405,10 +405,18 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split_nam
     ds = load_labeled_images(data_root)
     sf = Path(split_file) if split_file else ckpt.parent / card.data.get("split_file", "split.json")
     split = load_split(sf, ds)
-    dataset = ImageDataset(ds.subset(split.ids(split_name)), card.input_size, card.mean, card.std)
+    records = ds.subset(split.ids(split_name))
+    dataset = ImageDataset(records, card.input_size, card.mean, card.std)
     logits, ys = predict_logits(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    groups = np.array([r.group for r in records])
+    low, high = percentile_interval(balanced_accuracy_bootstrap(ys, probs.argmax(1), groups=groups))
     m = {"checkpoint": str(ckpt), "split": split_name, **classification_metrics(ys, probs, list(ds.classes)),
+         # 2,000 resamples of the split's lesions within each class: the spread a new split of this size would show
+         "balanced_accuracy_ci95": [low / 100, high / 100],
+         # one row per image, so that two checkpoints can be compared paired (``paired_bacc_change``)
+         "predictions": {"image": [r.image_id for r in records], "group": groups.tolist(),
+                         "label": [int(y) for y in ys], "pred": [int(q) for q in probs.argmax(1)]},
          # T = 1 for a checkpoint without a fitted temperature: "fitted" says which
          "calibration": {**calibration.assess(logits, ys, card.temperature).to_json(),
                          "fitted": bool(card.calibration)}}

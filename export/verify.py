@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.metrics import agreement, balanced_accuracy
+from distill.metrics import agreement, balanced_accuracy, balanced_accuracy_bootstrap, percentile_interval
 from export.calibration import ImageSet
 from export.report import Verification
 from export.runtimes import RUNTIMES, Run
@@ -98,28 +98,11 @@ def run_artifact(run: Run, pre: Preprocessing, images: ImageSet) -> np.ndarray:
 def bacc_change_interval(pred: np.ndarray, ref_pred: np.ndarray, labels: np.ndarray,
                          groups: np.ndarray | None = None, resamples: int = 2000, level: float = 0.95,
                          seed: int = 0) -> list[float]:
-    """Percentile interval (points) of ``bacc(pred) - bacc(ref_pred)`` under a paired cluster bootstrap.
-
-    Within each class, ``groups`` (lesions; default: every image its own) are resampled with replacement and a
-    class's recall is taken over the images of the drawn groups, so every class keeps roughly its count and
-    near-duplicate images of one lesion move together. Both predictions see the same resample, so only images on
-    which they differ move the interval.
-    """
-    rng = np.random.default_rng(seed)
-    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    change = np.zeros(resamples)
-    classes = np.unique(labels)
-    for c in classes:
-        rows = np.flatnonzero(labels == c)
-        diff = (pred[rows] == c).astype(np.float64) - (ref_pred[rows] == c)
-        _, cluster = np.unique(groups[rows], return_inverse=True)
-        per_group_diff = np.bincount(cluster, weights=diff)
-        per_group_size = np.bincount(cluster).astype(np.float64)
-        drawn = rng.integers(0, len(per_group_size), size=(resamples, len(per_group_size)))
-        change += per_group_diff[drawn].sum(1) / per_group_size[drawn].sum(1)
-    change *= 100 / len(classes)
-    tail = 100 * (1 - level) / 2
-    return [float(np.percentile(change, tail)), float(np.percentile(change, 100 - tail))]
+    """Percentile interval (points) of ``bacc(pred) - bacc(ref_pred)`` under a paired cluster bootstrap of
+    ``groups`` (lesions) within each class (:func:`distill.metrics.balanced_accuracy_bootstrap`)."""
+    replicates = balanced_accuracy_bootstrap(labels, pred, ref_pred=ref_pred, groups=groups, resamples=resamples,
+                                             seed=seed)
+    return percentile_interval(replicates, level)
 
 
 def compare(values: np.ndarray, ref: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,

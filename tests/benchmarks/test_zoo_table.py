@@ -7,7 +7,7 @@ from pathlib import Path, PureWindowsPath
 
 import pytest
 
-from benchmarks.zoo_table import BEGIN, END, REPO, render, repo_relative
+from benchmarks.zoo_table import BEGIN, END, REPO, evaluation_figures, paired_changes, render, repo_relative, zoo_files
 
 
 def test_readme_and_results_md_hold_exactly_the_table_rendered_from_results_json() -> None:
@@ -57,3 +57,19 @@ def test_the_calibration_column_says_t_is_1_for_checkpoints_without_one() -> Non
     assert "| 1.37: 0.091 → 0.023 |" in lines["| teacher"]
     assert "| 1 (none fitted): 0.071 |" in lines["| SSD-KD"] and "| 1 (none fitted): — |" in lines["| KD"]
     assert "T: test ECE at T=1 → T" in lines["| model"]
+
+
+def test_test_figures_and_paired_changes_are_those_of_the_committed_evaluation_files() -> None:
+    zoo = REPO / "models" / "zoo"
+    results = json.loads((zoo / "results.json").read_text())
+    for key, row in results["rows"].items():
+        figures = evaluation_figures(zoo_files(zoo, key)[1])
+        assert {k: row[k] for k in figures} == figures
+        low, high = row["test"]["balanced_accuracy_ci95"]
+        assert low < row["test"]["balanced_accuracy"] < high
+    assert paired_changes(zoo, list(results["rows"])) == results["paired"]
+    ssd_kd = results["rows"]["ssd-kd"]["test"]["balanced_accuracy"]
+    for key, c in results["paired"]["rows"].items():
+        assert c["change_pt"] == pytest.approx(100 * (ssd_kd - results["rows"][key]["test"]["balanced_accuracy"]))
+        assert c["ci_pt"][0] <= c["change_pt"] <= c["ci_pt"][1]
+    assert "SSD-KD's test balanced accuracy minus each other row's" in render(results)

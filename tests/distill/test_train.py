@@ -116,6 +116,36 @@ def test_calibrate_an_existing_checkpoint_and_evaluate_reports_ece(teacher_run: 
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+def test_evaluate_gives_an_interval_and_per_image_predictions_that_compare_pairs(teacher_run: Path,
+                                                                                 sample_root: Path, tmp_path: Path,
+                                                                                 capsys) -> None:
+    src, split = teacher_run / "best.pt", str(teacher_run / "split.json")
+    args = ["--data", str(sample_root), "--split-file", split]
+    assert distill_main(["evaluate", str(src), *args, "--split", "val", "--out", str(tmp_path / "val.json")]) == 0
+    printed = capsys.readouterr().out
+    m = json.loads((tmp_path / "val.json").read_text())
+    low, high = m["balanced_accuracy_ci95"]
+    assert low <= m["balanced_accuracy"] <= high and f"[95 % {low:.4f}, {high:.4f}]" in printed
+    rows = m["predictions"]
+    assert len(rows["image"]) == len(rows["pred"]) == m["n"] and len(set(rows["image"])) == m["n"]
+    assert sum(p == y for p, y in zip(rows["pred"], rows["label"])) / m["n"] == pytest.approx(m["accuracy"])
+    assert [sum(1 for y in rows["label"] if y == c) for c in range(len(m["labels"]))] == \
+        [m["per_class"][k]["support"] for k in m["labels"]]
+
+    val = str(tmp_path / "val.json")
+    assert distill_main(["compare", val, val]) == 0
+    assert "balanced accuracy +0.0 pt [95 % +0.0, +0.0]" in capsys.readouterr().out
+    assert distill_main(["evaluate", str(src), *args, "--split", "train", "--out", str(tmp_path / "train.json")]) == 0
+    capsys.readouterr()
+    assert distill_main(["compare", val, str(tmp_path / "train.json")]) == 2
+    assert "not of the same images" in capsys.readouterr().err
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({k: v for k, v in m.items() if k != "predictions"}))
+    assert distill_main(["compare", val, str(old)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{old}: no per-image 'predictions'" in err
+
+
 def test_adjust_folds_the_balancing_shift_into_the_bias(teacher_run: Path, sample_root: Path, tmp_path: Path,
                                                          capsys) -> None:
     from distill.data import load_labeled_images, load_split
