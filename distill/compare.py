@@ -13,6 +13,8 @@ from pathlib import Path
 from distill.metrics import paired_bacc_change
 from models.errors import InputError
 
+PREDICTION_KEYS = ("image", "group", "label", "pred")
+
 
 def read_evaluation(path: str | Path) -> dict:
     """An ``evaluate --out`` file with its per-image predictions (files written before they existed have none)."""
@@ -26,6 +28,10 @@ def read_evaluation(path: str | Path) -> dict:
     if not isinstance(m, dict) or not isinstance(m.get("predictions"), dict):
         raise InputError(f"{path}: no per-image 'predictions'; write it again with "
                          "`ssdkd-distill evaluate CHECKPOINT --data D --out FILE`")
+    rows = m["predictions"]
+    columns = [rows.get(k) for k in PREDICTION_KEYS]
+    if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
+        raise InputError(f"{path}: 'predictions' must hold equally long lists {', '.join(PREDICTION_KEYS)}")
     return m
 
 

@@ -144,6 +144,9 @@ def test_evaluate_gives_an_interval_and_per_image_predictions_that_compare_pairs
     assert distill_main(["compare", val, str(old)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{old}: no per-image 'predictions'" in err
+    old.write_text(json.dumps({**m, "predictions": {**rows, "group": rows["group"][1:]}}))
+    assert distill_main(["compare", val, str(old)]) == 2
+    assert "'predictions' must hold equally long lists image, group, label, pred" in capsys.readouterr().err
 
 
 def test_adjust_folds_the_balancing_shift_into_the_bias(teacher_run: Path, sample_root: Path, tmp_path: Path,
