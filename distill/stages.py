@@ -406,6 +406,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split_nam
     sf = Path(split_file) if split_file else ckpt.parent / card.data.get("split_file", "split.json")
     split = load_split(sf, ds)
     records = ds.subset(split.ids(split_name))
+    if not records:
+        raise InputError(f"{sf}: the {split_name} split is empty; there is nothing to evaluate")
     dataset = ImageDataset(records, card.input_size, card.mean, card.std)
     logits, ys = predict_logits(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()

@@ -139,6 +139,10 @@ def test_evaluate_gives_an_interval_and_per_image_predictions_that_compare_pairs
     capsys.readouterr()
     assert distill_main(["compare", val, str(tmp_path / "train.json")]) == 2
     assert "not of the same images" in capsys.readouterr().err
+    empty = tmp_path / "empty_test.json"
+    empty.write_text(json.dumps({**json.loads(Path(split).read_text()), "test": []}))
+    assert distill_main(["evaluate", str(src), "--data", str(sample_root), "--split-file", str(empty)]) == 2
+    assert f"{empty}: the test split is empty" in capsys.readouterr().err
     old = tmp_path / "old.json"
     old.write_text(json.dumps({k: v for k, v in m.items() if k != "predictions"}))
     assert distill_main(["compare", val, str(old)]) == 2
