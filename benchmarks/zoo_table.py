@@ -76,7 +76,7 @@ def paired_changes(zoo: Path, keys: list[str], reference: str = "ssd-kd") -> dic
     """``reference``'s test balanced accuracy minus each other row's, paired on the same test images."""
     ref = zoo_files(zoo, reference)[1]
     return {"reference": reference,
-            "rows": {k: compare_evaluations(ref, zoo_files(zoo, k)[1]) | {"a": reference, "b": k}
+            "rows": {k: {**compare_evaluations(ref, zoo_files(zoo, k)[1]), "a": reference, "b": k}
                      for k in keys if k != reference}}
 
 

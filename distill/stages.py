@@ -411,14 +411,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split_nam
     dataset = ImageDataset(records, card.input_size, card.mean, card.std)
     logits, ys = predict_logits(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    groups = np.array([r.group for r in records])
-    low, high = percentile_interval(balanced_accuracy_bootstrap(ys, probs.argmax(1), groups=groups))
+    pred, groups = probs.argmax(1), np.array([r.group for r in records])
+    low, high = percentile_interval(balanced_accuracy_bootstrap(ys, pred, groups=groups))
     m = {"checkpoint": str(ckpt), "split": split_name, **classification_metrics(ys, probs, list(ds.classes)),
          # 2,000 resamples of the split's lesions within each class: the spread a new split of this size would show
          "balanced_accuracy_ci95": [low / 100, high / 100],
          # one row per image, so that two checkpoints can be compared paired (``paired_bacc_change``)
          "predictions": {"image": [r.image_id for r in records], "group": groups.tolist(),
-                         "label": [int(y) for y in ys], "pred": [int(q) for q in probs.argmax(1)]},
+                         "label": ys.tolist(), "pred": pred.tolist()},
          # T = 1 for a checkpoint without a fitted temperature: "fitted" says which
          "calibration": {**calibration.assess(logits, ys, card.temperature).to_json(),
                          "fitted": bool(card.calibration)}}
