@@ -166,6 +166,12 @@ def _share(m: dict, label: str) -> float:
     return support.get(label, 0) / max(1, sum(support.values()))
 
 
+def _interval(m: dict) -> str:
+    """`` [low, high] %`` of a metrics file's balanced accuracy; empty for files written before it had one."""
+    ci = m.get("balanced_accuracy_ci95")
+    return f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+
+
 def _accuracy_section(run: Path, checkpoint: Path) -> list[str]:
     """This run's student on the sample's val split beside the zoo student on the HAM10000 test split."""
     rows: list[tuple[str, str, str, str, dict]] = []  # model, what, evaluated on, that split's name, metrics
@@ -185,9 +191,10 @@ def _accuracy_section(run: Path, checkpoint: Path) -> list[str]:
              "| model | what | evaluated on | accuracy | balanced accuracy | macro AUC |", "|---|---|---|---|---|---|"]
     for name, what, where, _, m in rows:
         lines.append(f"| {name} | {what} | {where} | {100 * m['accuracy']:.1f} % | "
-                     f"**{100 * m['balanced_accuracy']:.1f} %** | {m['macro_auc']:.3f} |")
+                     f"**{100 * m['balanced_accuracy']:.1f} %**{_interval(m)} | {m['macro_auc']:.3f} |")
     shares = ", ".join(f"{split} is {100 * _share(m, 'NV'):.0f} % NV" for *_, split, m in rows)
-    lines += ["", "Chance balanced accuracy is 12.5 % (8 classes). "
+    lines += ["", "Chance balanced accuracy is 12.5 % (8 classes). [ ]: 95 % interval from 2,000 resamples of the "
+              "split's lesions within each class, the spread another split of this size would show. "
               + (f"The rows are scored on different images and are no ranking: {shares}." if len(rows) > 1
                  else f"{shares[0].upper()}{shares[1:]}.")]
     if ours is not None:

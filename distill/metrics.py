@@ -74,6 +74,13 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> list[flo
     return [float(np.percentile(replicates, tail)), float(np.percentile(replicates, 100 - tail))]
 
 
+def balanced_accuracy_ci95(y_true: np.ndarray, pred: np.ndarray, groups: Sequence) -> list[float]:
+    """95 % interval of ``bacc(pred)`` as fractions, from 2,000 resamples of the lesions (``groups``) within each
+    class: the spread that another split of this size would show."""
+    low, high = percentile_interval(balanced_accuracy_bootstrap(y_true, pred, groups=np.asarray(groups)))
+    return [low / 100, high / 100]
+
+
 def paired_bacc_change(a: dict, b: dict, *, level: float = 0.95) -> dict:
     """``bacc(a) - bacc(b)`` in points and its paired lesion-bootstrap interval, from the ``predictions`` of two
     evaluations of the same images (``ssdkd-distill evaluate --out``); ``ValueError`` if the images differ."""

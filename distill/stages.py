@@ -29,7 +29,7 @@ from distill.engine import FitResult, fit, resolve_device, seed_everything
 from distill.heads import SSHead
 from distill.losses import class_weights_from_counts, weighted_cross_entropy
 from distill.methods import METHODS
-from distill.metrics import balanced_accuracy_bootstrap, classification_metrics, percentile_interval
+from distill.metrics import balanced_accuracy_ci95, classification_metrics
 from distill.plots import plot_confusion, plot_learning_curves, plot_reliability
 from distill.tasks import DistillTask, SSHeadTask, SupervisedTask
 from models import ModelCard, build_model, calibration, load_checkpoint, save_checkpoint
@@ -204,14 +204,18 @@ def _finish(run_dir: Path, result: FitResult, data: StageData, dist: DistInfo,
     m = classification_metrics(ys, torch.softmax(torch.from_numpy(logits), dim=1).numpy(), list(data.ds.classes))
     metrics = {"split": "val", "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, **m,
+               "balanced_accuracy_ci95": balanced_accuracy_ci95(ys, logits.argmax(1),
+                                                                [r.group for r in data.val.records]),
                "calibration": calibrate(run_dir / "best.pt", card, logits, ys, "val", title)}
     if result.ddp_sync is not None:
         metrics["ddp_sync"] = result.ddp_sync
     atomic_write_json(run_dir / "metrics.json", metrics)
     plot_confusion(m["confusion_matrix"], m["labels"], run_dir / "confusion_matrix.png", f"{title} (val)")
     plot_learning_curves(result.history, run_dir / "learning_curve.png", title)
+    low, high = metrics["balanced_accuracy_ci95"]
     print(f"{title}: best epoch {result.best_epoch}, val accuracy {m['accuracy']:.3f}, "
-          f"balanced accuracy {m['balanced_accuracy']:.3f}, macro AUC {m['macro_auc']:.3f}, "
+          f"balanced accuracy {m['balanced_accuracy']:.3f} [95 % {low:.3f}, {high:.3f}], "
+          f"macro AUC {m['macro_auc']:.3f}, "
           f"{describe_calibration(metrics['calibration'])} -> {run_dir}/best.pt")
     return metrics
 
@@ -412,10 +416,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split_nam
     logits, ys = predict_logits(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     pred, groups = probs.argmax(1), np.array([r.group for r in records])
-    low, high = percentile_interval(balanced_accuracy_bootstrap(ys, pred, groups=groups))
     m = {"checkpoint": str(ckpt), "split": split_name, **classification_metrics(ys, probs, list(ds.classes)),
-         # 2,000 resamples of the split's lesions within each class: the spread a new split of this size would show
-         "balanced_accuracy_ci95": [low / 100, high / 100],
+         "balanced_accuracy_ci95": balanced_accuracy_ci95(ys, pred, groups),
          # one row per image, so that two checkpoints can be compared paired (``paired_bacc_change``)
          "predictions": {"image": [r.image_id for r in records], "group": groups.tolist(),
                          "label": ys.tolist(), "pred": pred.tolist()},

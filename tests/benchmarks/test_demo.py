@@ -94,15 +94,17 @@ def test_report_puts_the_demo_students_val_figures_beside_the_zoo_students_test_
                                "config": {"student": {"weights": "/x/mobilenet_v2_1.0_imagenet_fp16.pth"},
                                           "student_optim": {"epochs": 6}}})
     ckpt = save_checkpoint(ckpt_dir / "best.pt", model, card)
-    (ckpt_dir / "metrics.json").write_text(json.dumps(_metrics(56, 0.456, 14)))
+    (ckpt_dir / "metrics.json").write_text(json.dumps({**_metrics(56, 0.456, 14),
+                                                       "balanced_accuracy_ci95": [0.3125, 0.6]}))
     text = "\n".join(demo._accuracy_section(run, ckpt))
     assert "## Student accuracy" in text
     assert "| this run's student | mobilenet_v2-0.35, 112 px, ImageNet init, SSD-KD, 6 epochs | embedded sample, " \
-           "**val** split (n=56) | 60.0 % | **45.6 %** |" in text
+           "**val** split (n=56) | 60.0 % | **45.6 %** [31.2, 60.0] |" in text
     if (demo.ZOO / "student_ssd-kd.test_metrics.json").is_file():
         zoo = json.loads((demo.ZOO / "student_ssd-kd.test_metrics.json").read_text())
+        low, high = zoo["balanced_accuracy_ci95"]
         assert f"HAM10000, **test** split (n={zoo['n']})" in text
-        assert f"**{100 * zoo['balanced_accuracy']:.1f} %**" in text
+        assert f"**{100 * zoo['balanced_accuracy']:.1f} %** [{100 * low:.1f}, {100 * high:.1f}]" in text
     assert "Chance balanced accuracy is 12.5 %" in text and "the sample's val split is 25 % NV" in text
     assert "Per-class recall of this run's student" in text and "NV 50 % (n=14)" in text
 
@@ -112,3 +114,8 @@ def test_report_for_the_zoo_student_alone_has_only_the_zoo_row(tmp_path) -> None
         pytest.skip("no zoo student in this checkout")
     text = "\n".join(demo._accuracy_section(tmp_path, demo.ZOO / "student_ssd-kd.pt"))
     assert "this run's student" not in text and "zoo student" in text
+
+
+def test_a_metrics_file_written_before_intervals_shows_none() -> None:
+    assert demo._interval(_metrics(56, 0.456, 14)) == ""
+    assert demo._interval({"balanced_accuracy_ci95": [0.5, 0.75]}) == " [50.0, 75.0]"

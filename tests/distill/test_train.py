@@ -55,6 +55,8 @@ def test_teacher_run_dir_has_every_output(teacher_run: Path) -> None:
     assert card.training["stage"] == "teacher" and "CC BY-NC" in card.data["licence"]
     metrics = json.loads((teacher_run / "metrics.json").read_text())
     assert {"accuracy", "balanced_accuracy", "macro_auc", "confusion_matrix", "per_class"} <= set(metrics)
+    low, high = metrics["balanced_accuracy_ci95"]  # resampled val lesions: the demo report shows it
+    assert 0 <= low <= metrics["balanced_accuracy"] <= high <= 1
     # the temperature fitted on the val split is in the card and metrics.json, and the contract takes it from the card
     assert card.calibration == metrics["calibration"] and card.calibration["split"] == "val"
     assert {"temperature", "ece_before", "ece_after", "n", "bins"} <= set(card.calibration)
