@@ -7,7 +7,17 @@ from pathlib import Path, PureWindowsPath
 
 import pytest
 
-from benchmarks.zoo_table import BEGIN, END, REPO, evaluation_figures, paired_changes, render, repo_relative, zoo_files
+from benchmarks.zoo_table import (
+    BEGIN,
+    END,
+    INT8_FILES,
+    REPO,
+    evaluation_figures,
+    paired_changes,
+    render,
+    repo_relative,
+    zoo_files,
+)
 
 
 def test_readme_and_results_md_hold_exactly_the_table_rendered_from_results_json() -> None:
@@ -73,3 +83,18 @@ def test_test_figures_and_paired_changes_are_those_of_the_committed_evaluation_f
         assert c["change_pt"] == pytest.approx(100 * (ssd_kd - results["rows"][key]["test"]["balanced_accuracy"]))
         assert c["ci_pt"][0] <= c["change_pt"] <= c["ci_pt"][1]
     assert "SSD-KD's test balanced accuracy minus each other row's" in render(results)
+
+
+def test_a_row_whose_int8_files_fail_the_gate_carries_its_a16w8_export() -> None:
+    results = json.loads((REPO / "models" / "zoo" / "results.json").read_text())
+    for key, row in results["rows"].items():
+        failed = any(row[k]["gate"] != "passed" for k in INT8_FILES)
+        assert failed == ("a16w8" in row), key  # measure() exports --a16w8 exactly when int8 fails
+    for row in results["rows"].values():
+        row.pop("a16w8", None)
+    assert "--a16w8" not in render(results)
+    results["rows"]["kd"]["a16w8"] = {**results["rows"]["kd"]["int8"], "gate": "passed", "bytes": 3.9e6,
+                                      "p50_ms_1thread": 61.25}
+    text = render(results)
+    assert "exported again with `ssdkd-export --a16w8`" in text
+    assert "KD: " in text and "(passed), 3.90 MB, p50 61.2 ms on 1 thread" in text
