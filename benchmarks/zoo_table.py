@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"measuring {label} ({ckpt.name}) ...", flush=True)
                 results["rows"][key] = measure(ckpt, test_metrics, Path(args.data), Path(args.out) / key,
                                                args.bench_runs)
+    results["rows"] = {k: results["rows"][k] for k, _ in ROWS if k in results["rows"]}  # --only appends its rows
     results["paired"] = paired_changes(zoo, list(results["rows"]))
     table = render(results)
     atomic_write_json(committed, results)
