@@ -187,7 +187,7 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", default=str(REPO / "models" / "zoo"),
                    help="dir with teacher.pt, student_<method>.pt and their .test_metrics.json")
@@ -201,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-only", action="store_true",
                    help="re-render RESULTS.md and the README block from the committed results.json, re-reading only "
                         "the test figures from the .test_metrics.json files (no export, no latency)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
     zoo, committed = Path(args.zoo), REPO / "models" / "zoo" / "results.json"
     if args.render_only:  # the exports and latencies stay; the test figures are re-read
         results = json.loads(committed.read_text())
