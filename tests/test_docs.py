@@ -37,10 +37,15 @@ def _commands(doc: Path) -> list[list[str]]:
     return out
 
 
-def _parser(script: str) -> argparse.ArgumentParser:
-    module, name = PARSERS[script].split(":")
+def _build(spec: str) -> argparse.ArgumentParser:
+    """The parser that ``module:function`` builds."""
+    module, name = spec.split(":")
     build: Callable[[], argparse.ArgumentParser] = getattr(importlib.import_module(module), name)
     return build()
+
+
+def _parser(script: str) -> argparse.ArgumentParser:
+    return _build(PARSERS[script])
 
 
 CLI_CALLS = [(doc.name, words) for doc in DOCS for words in _commands(doc) if words[0] in PARSERS]
@@ -79,7 +84,8 @@ def test_relative_links_in_the_docs_point_at_files() -> None:
             assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
 
 
-# Flags the docs quote that belong to other tools: pip, torchrun, TF's benchmark_model, and the python -m tools.
+# Flags the docs quote that belong to other tools (pip, torchrun, TF's benchmark_model); the python -m tools'
+# flags come from their parsers.
 OTHER_TOOLS_FLAGS = {"--no-deps", "--nproc_per_node", "--report_peak_memory_footprint", "--size", "--batch"}
 TOOL_PARSERS = ("benchmarks.zoo_table:get_args_parser",)  # python -m tools whose flags the docs quote
 
@@ -94,8 +100,8 @@ def _options(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def test_every_flag_the_docs_quote_exists() -> None:
-    tools = [getattr(importlib.import_module(m), f)() for m, f in (t.split(":") for t in TOOL_PARSERS)]
-    known = set().union(*(_options(_parser(script)) for script in PARSERS), *map(_options, tools)) | OTHER_TOOLS_FLAGS
+    parsers = [*PARSERS.values(), *TOOL_PARSERS]
+    known = set().union(*(_options(_build(spec)) for spec in parsers)) | OTHER_TOOLS_FLAGS
     for doc in DOCS:
         quoted = " ".join(re.findall(r"`[^`]+`", doc.read_text())) + " ".join(FENCE.findall(doc.read_text()))
         unknown = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", quoted)) - known
