@@ -1,5 +1,5 @@
-"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | compare | calibrate | adjust (a thin
-layer over distill.stages)."""
+"""``ssdkd-distill``: check-data | teacher | ss-head | student | evaluate | compare | calibrate | adjust |
+operating-point (a thin layer over distill.stages)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="the adjusted checkpoint (reliability.png goes beside it)")
     a.add_argument("--tau", type=float, help="logits -= tau * log(train prior); default 1 - loss.class_weight_power")
     a.add_argument("--split-file", help="default: the split.json beside the checkpoint")
+
+    o = sub.add_parser("operating-point", help="raise one class's recall on the val split to a minimum by an offset "
+                       "on its logit, folded into a trained checkpoint's bias (no retraining; e.g. MEL=0.9 for "
+                       "screening)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    o.add_argument("checkpoint")
+    o.add_argument("--data", required=True, help="dataset root the checkpoint's split file refers to")
+    o.add_argument("--out", required=True, help="the new checkpoint (reliability.png goes beside it)")
+    o.add_argument("--min-recall", required=True, type=_label_recall, metavar="LABEL=RECALL",
+                   help="the class and the val recall it must reach, e.g. MEL=0.9")
+    o.add_argument("--split-file", help="default: the split.json beside the checkpoint")
     return p
+
+
+def _label_recall(text: str) -> tuple[str, float]:
+    label, sep, value = text.partition("=")
+    try:
+        recall = float(value)
+    except ValueError:
+        recall = None
+    if not sep or not label or recall is None:
+        raise argparse.ArgumentTypeError(f"expected LABEL=RECALL such as MEL=0.9, got {text!r}")
+    return label, recall
 
 
 def _config(args: argparse.Namespace):
@@ -134,6 +155,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"val: n={m['n']} accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
               f"macro AUC {m['macro_auc']:.4f} (tau {m['tau']:g}); {describe_calibration(m['calibration'])} "
               f"-> {args.out}")
+        return 0
+    if args.command == "operating-point":
+        from distill.logit_adjust import set_operating_point
+        from distill.stages import describe_calibration
+
+        label, recall = args.min_recall
+        m = set_operating_point(args.checkpoint, args.data, out=args.out, label=label, min_recall=recall,
+                                split_file=args.split_file)
+        op = m["operating_point"]
+        print(f"val: n={m['n']} {label} recall {op['val_recall_before']:.3f} -> {m['per_class'][label]['recall']:.3f} "
+              f"(+{op['offset']:.3f} on its logit)  accuracy {m['accuracy']:.4f}  balanced accuracy "
+              f"{m['balanced_accuracy']:.4f}  macro AUC {m['macro_auc']:.4f}; {describe_calibration(m['calibration'])}"
+              f" -> {args.out}")
         return 0
     from distill import stages
 

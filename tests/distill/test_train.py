@@ -199,6 +199,65 @@ def test_adjust_folds_the_balancing_shift_into_the_bias(teacher_run: Path, sampl
     assert balancing_tau(half) == 0.5 and balancing_tau(card) == 0.0
 
 
+def test_recall_offset_is_the_smallest_that_reaches_the_recall() -> None:
+    import numpy as np
+
+    from distill.logit_adjust import recall_offset
+    from models.errors import InputError
+
+    # four rows of class 0, with margins (best other logit minus their own) -1, 0.5, 1 and 2; one row of class 1
+    logits = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 2.0, 0.0], [0.0, 3.0, 0.0]])
+    labels = np.array([0, 0, 0, 0, 1])
+
+    def recall(offset: float) -> float:
+        shifted = logits + np.array([offset, 0.0, 0.0])
+        return float((shifted[labels == 0].argmax(axis=1) == 0).mean())
+
+    assert recall_offset(logits, labels, 0, 0.25) == 0.0  # already met: no shift
+    for target, margin in ((0.5, 0.5), (0.75, 1.0), (1.0, 2.0)):
+        offset = recall_offset(logits, labels, 0, target)
+        assert offset == pytest.approx(margin, abs=1e-3) and recall(offset) >= target > recall(offset - 2e-4)
+    with pytest.raises(InputError, match="must be in"):
+        recall_offset(logits, labels, 0, 0.0)
+    with pytest.raises(InputError, match="class index 2: no val images"):
+        recall_offset(logits, labels, 2, 0.5)
+
+
+def test_operating_point_brings_one_class_to_its_recall(teacher_run: Path, sample_root: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    src, split = teacher_run / "best.pt", str(teacher_run / "split.json")
+    out = tmp_path / "op" / "best.pt"
+    args = ["operating-point", str(src), "--data", str(sample_root), "--split-file", split]
+    assert distill_main([*args, "--min-recall", "MEL=1", "--out", str(out)]) == 0
+    assert "MEL recall" in capsys.readouterr().out
+    before, card = load_checkpoint(src)
+    after, moved = load_checkpoint(out)
+    x = torch.randn(4, 3, card.input_size, card.input_size)
+    with torch.no_grad():
+        shift = after(x) - before(x)
+    # one constant offset, on MEL's logit only
+    mel = card.labels.index("MEL")
+    assert (shift[:, mel] > 0).all() and torch.allclose(shift[:, mel], shift[0, mel])
+    assert torch.allclose(torch.cat([shift[:, :mel], shift[:, mel + 1:]], 1), torch.zeros(4, card.num_classes - 1),
+                          atol=1e-5)
+    record = moved.training["operating_point"]
+    assert record["label"] == "MEL" and record["min_recall"] == 1.0 and record["source_metrics"] == card.metrics
+    m = stages.evaluate_checkpoint(out, sample_root, "val", split)
+    assert m["per_class"]["MEL"]["recall"] == 1.0
+    assert moved.metrics["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"])
+    assert moved.calibration["split"] == "val" and (out.parent / "reliability.png").is_file()
+
+    assert distill_main(["operating-point", str(out), *args[2:], "--min-recall", "MEL=0.5",
+                         "--out", str(tmp_path / "twice.pt")]) == 2
+    assert "already has an operating point" in capsys.readouterr().err
+    assert distill_main([*args, "--min-recall", "XYZ=0.5", "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'XYZ' is not one of the checkpoint's labels" in err
+    with pytest.raises(SystemExit):
+        distill_main([*args, "--min-recall", "MEL", "--out", str(tmp_path / "x.pt")])
+    assert "expected LABEL=RECALL such as MEL=0.9, got 'MEL'" in capsys.readouterr().err
+
+
 def test_a_prior_needs_every_class() -> None:
     from distill.logit_adjust import class_prior
     from models.errors import InputError
