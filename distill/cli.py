@@ -99,6 +99,8 @@ def _label_recall(text: str) -> tuple[str, float]:
         recall = None
     if not sep or not label or recall is None:
         raise argparse.ArgumentTypeError(f"expected LABEL=RECALL such as MEL=0.9, got {text!r}")
+    if not 0 < recall <= 1:  # before the checkpoint and the images load
+        raise argparse.ArgumentTypeError(f"a recall must be in (0, 1], got {recall:g} in {text!r}")
     return label, recall
 
 

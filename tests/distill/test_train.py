@@ -256,6 +256,9 @@ def test_operating_point_brings_one_class_to_its_recall(teacher_run: Path, sampl
     with pytest.raises(SystemExit):
         distill_main([*args, "--min-recall", "MEL", "--out", str(tmp_path / "x.pt")])
     assert "expected LABEL=RECALL such as MEL=0.9, got 'MEL'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        distill_main([*args, "--min-recall", "MEL=1.5", "--out", str(tmp_path / "x.pt")])
+    assert "a recall must be in (0, 1], got 1.5 in 'MEL=1.5'" in capsys.readouterr().err
 
 
 def test_a_prior_needs_every_class() -> None:
