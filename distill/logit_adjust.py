@@ -108,6 +108,8 @@ def set_operating_point(checkpoint: str | Path, data_root: str | Path, *, out: s
                          "set it on the source checkpoint instead")
     cls = src.card.labels.index(label)
     logits, ys = src.val_logits()
+    if not (ys == cls).any():
+        raise InputError(f"{src.split_file}: the val split has no {label} images, so its recall cannot be set")
     offset = recall_offset(logits, ys, cls, min_recall)
     shift = torch.zeros(src.card.num_classes)
     shift[cls] = offset

@@ -260,6 +260,20 @@ def test_operating_point_brings_one_class_to_its_recall(teacher_run: Path, sampl
         distill_main([*args, "--min-recall", "MEL=1.5", "--out", str(tmp_path / "x.pt")])
     assert "a recall must be in (0, 1], got 1.5 in 'MEL=1.5'" in capsys.readouterr().err
 
+    from distill.data import load_labeled_images
+
+    ds = load_labeled_images(sample_root)
+    layout = json.loads(Path(split).read_text())
+    mel_val = {r.image_id for r in ds.subset(layout["val"]) if ds.classes[r.label] == "MEL"}
+    assert mel_val, "the sample's val split has melanomas"
+    no_mel = tmp_path / "no_mel_val.json"
+    no_mel.write_text(json.dumps({**layout, "val": [i for i in layout["val"] if i not in mel_val],
+                                  "train": layout["train"] + sorted(mel_val)}))
+    assert distill_main(["operating-point", str(src), "--data", str(sample_root), "--split-file", str(no_mel),
+                         "--min-recall", "MEL=0.9", "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{no_mel}: the val split has no MEL images" in err
+
 
 def test_a_prior_needs_every_class() -> None:
     from distill.logit_adjust import class_prior
