@@ -67,6 +67,7 @@ def recall_offset(logits: np.ndarray, labels: np.ndarray, cls: int, min_recall: 
     if len(own) == 0:
         raise InputError(f"class index {cls}: no val images, so its recall cannot be set")
     margins = np.sort(np.delete(own, cls, axis=1).max(axis=1) - own[:, cls])
+    # - 1e-9: 0.7 * 10 is 7.000000000000001 in floats, and ceil must still say 7 rows
     needed = float(margins[math.ceil(min_recall * len(margins) - 1e-9) - 1])
     return max(0.0, needed + 1e-4)
 
@@ -115,7 +116,8 @@ def set_operating_point(checkpoint: str | Path, data_root: str | Path, *, out: s
     shift[cls] = offset
     record = {"label": label, "min_recall": min_recall, "offset": round(offset, 6),
               "val_recall_before": float((logits[ys == cls].argmax(axis=1) == cls).mean())}
-    m = src.save_shifted(shift, "operating_point", record, f"{label} recall >= {min_recall:g}")
+    m = src.save_shifted(shift, "operating_point", record, f"{label} recall >= {min_recall:g}",
+                         logits=(logits + shift.numpy(), ys))
     return {**m, "operating_point": record}
 
 
@@ -149,11 +151,15 @@ class _Source:
                            self.card.std)
         return predict_logits(self.model, DataLoader(val, batch_size=64), torch.device("cpu"))
 
-    def save_shifted(self, shift: torch.Tensor, key: str, record: dict, what: str) -> dict:
+    def save_shifted(self, shift: torch.Tensor, key: str, record: dict, what: str, *,
+                     logits: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
         """Shift the bias, re-measure the card's metrics on val, save to ``dest`` under ``training[key]`` (with the
-        source's path and metrics) and refit the temperature; the val metrics and the calibration record."""
+        source's path and metrics) and refit the temperature; the val metrics and the calibration record.
+
+        ``logits``: the shifted model's val logits and labels when the caller has them (the source's plus ``shift``,
+        which is what the new bias gives), so the val images are not run through the model again."""
         shift_bias(self.model, shift)
-        logits, ys = self.val_logits()
+        logits, ys = logits if logits is not None else self.val_logits()
         m = classification_metrics(ys, torch.softmax(torch.from_numpy(logits), dim=1).numpy(), list(self.ds.classes))
         provenance = {"source": str(self.path), "source_metrics": self.card.metrics}
         training = {**self.card.training, key: {**record, **provenance}}
